@@ -1,0 +1,161 @@
+# longctx — one Makefile.
+#   make              build build/longctx (CPU; CUDA kernels too when nvcc is found)
+#   make test         build and run the Catch2 suite (single rank, then the MPI and e2e tests)
+#   make run          install missing packages (apt-get, as root), build, train input/tiny.toml
+#   make deps         only the package step of `make run`
+# Knobs: CUDA=0|1 (default 1 when nvcc is found), DEBUG=1, SANITIZE=1, GPU_ARCH=90, DECK=input/tiny.toml
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+
+DEBUG    ?= 0
+SANITIZE ?= 0
+GPU_ARCH ?= 90
+DECK     ?= input/tiny.toml
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+CUDA     ?= $(if $(NVCC),1,0)
+
+$(foreach k,DEBUG SANITIZE CUDA,$(if $(filter 0 1,$($(k))),,$(error $(k)=$($(k)) must be 0 or 1)))
+$(if $(filter 80 86 89 90 90a 100,$(GPU_ARCH)),,$(error GPU_ARCH=$(GPU_ARCH): expected one of 80 86 89 90 90a 100))
+ifeq ($(CUDA),1)
+  $(if $(NVCC),,$(error CUDA=1 but nvcc was not found: put it on PATH, or build with CUDA=0))
+endif
+
+# ---- what this machine has ------------------------------------------------------------------
+PKG      := $(shell command -v pkg-config 2>/dev/null)
+pc_have   = $(if $(PKG),$(shell pkg-config --exists $(1) && echo yes))
+MPICXX   := $(shell command -v mpicxx 2>/dev/null)
+HDF5_PC  := $(firstword $(foreach p,hdf5-openmpi hdf5-mpi hdf5-serial hdf5,$(if $(call pc_have,$(p)),$(p))))
+BLAS_PC  := $(firstword $(foreach p,openblas blas,$(if $(call pc_have,$(p)),$(p))))
+FMT_PC   := $(if $(call pc_have,fmt),fmt)
+TOML_PC  := $(if $(call pc_have,tomlplusplus),tomlplusplus)
+TOML_DIR := $(firstword $(wildcard third_party/tomlplusplus/include /usr/include/toml++/..))
+CATCH3   := $(if $(call pc_have,catch2-with-main),yes)
+CATCH2H  := $(wildcard /usr/include/catch2/catch.hpp /usr/local/include/catch2/catch.hpp)
+HDF5_PAR := $(if $(filter hdf5-openmpi hdf5-mpi,$(HDF5_PC)),parallel,serial)
+
+CXX      := $(or $(MPICXX),mpicxx)
+CXXFLAGS := -std=c++20 -Wall -Wextra -Wno-unused-parameter -fopenmp -MMD -MP -Iinclude \
+            -DOMPI_SKIP_MPICXX=1 -DMPICH_SKIP_MPICXX=1 \
+            -Wno-stringop-overflow  # GCC 12 false positive inside fmt 9 at -O3
+CXXFLAGS += $(if $(filter 1,$(DEBUG)),-O0 -g3,-O3 -g)
+ifeq ($(SANITIZE),1)
+  CXXFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+  LDFLAGS  += -fsanitize=address,undefined
+endif
+CXXFLAGS += $(if $(HDF5_PC),$(shell pkg-config --cflags $(HDF5_PC)))
+CXXFLAGS += $(if $(BLAS_PC),$(shell pkg-config --cflags $(BLAS_PC)))
+CXXFLAGS += $(if $(FMT_PC),$(shell pkg-config --cflags $(FMT_PC)))
+ifneq ($(TOML_PC),)
+  CXXFLAGS += $(shell pkg-config --cflags $(TOML_PC))
+  LDLIBS   += $(shell pkg-config --libs $(TOML_PC))
+  TOML_WHAT := toml++ (library)
+else ifneq ($(TOML_DIR),)
+  CXXFLAGS += -I$(TOML_DIR) -DTOML_HEADER_ONLY=1
+  TOML_WHAT := toml++ (header-only, $(TOML_DIR))
+endif
+LDLIBS   += $(if $(HDF5_PC),$(shell pkg-config --libs $(HDF5_PC)),-lhdf5)
+LDLIBS   += $(if $(BLAS_PC),$(shell pkg-config --libs $(BLAS_PC)),-lopenblas)
+LDLIBS   += $(if $(FMT_PC),$(shell pkg-config --libs $(FMT_PC)),-lfmt)
+LDFLAGS  += -fopenmp
+
+ifeq ($(CATCH3),yes)
+  TEST_CXXFLAGS := $(shell pkg-config --cflags catch2-with-main) -DLONGCTX_CATCH3=1
+  TEST_LDLIBS   := $(shell pkg-config --libs catch2)
+  CATCH_WHAT    := Catch2 v3
+else
+  TEST_CXXFLAGS :=
+  TEST_LDLIBS   :=
+  CATCH_WHAT    := $(if $(CATCH2H),Catch2 v2 ($(firstword $(CATCH2H))),missing)
+endif
+
+CU_FILES := $(wildcard cuda/*.cu)
+ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
+  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+  NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH)
+  CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas
+endif
+
+ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
+  $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
+    | BLAS $(or $(BLAS_PC),MISSING) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
+    | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet)),off) \
+    | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
+endif
+
+# ---- sources ----------------------------------------------------------------------------------
+SRC      := $(wildcard src/*.cpp src/cpu/*.cpp)
+MAIN_SRC := src/main.cpp
+LIB_SRC  := $(filter-out $(MAIN_SRC),$(SRC))
+CU_SRC   := $(if $(filter 1,$(CUDA)),$(CU_FILES))
+TEST_SRC := $(wildcard tests/*.cpp)
+
+OBJ_DIR  := build/obj
+LIB_OBJ  := $(LIB_SRC:%.cpp=$(OBJ_DIR)/%.o) $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
+MAIN_OBJ := $(MAIN_SRC:%.cpp=$(OBJ_DIR)/%.o)
+TEST_OBJ := $(TEST_SRC:%.cpp=$(OBJ_DIR)/%.o)
+
+.PHONY: all test run deps check-deps clean
+all: build/longctx
+
+check-deps:
+	@missing=""; \
+	[ -n "$(MPICXX)" ] || missing="$$missing mpicxx(libopenmpi-dev)"; \
+	[ -n "$(HDF5_PC)" ] || missing="$$missing hdf5(libhdf5-openmpi-dev)"; \
+	[ -n "$(BLAS_PC)" ] || missing="$$missing openblas(libopenblas-dev)"; \
+	[ -n "$(FMT_PC)" ] || missing="$$missing fmt(libfmt-dev)"; \
+	[ -n "$(TOML_WHAT)" ] || missing="$$missing toml++(libtomlplusplus-dev)"; \
+	if [ -n "$$missing" ]; then echo "longctx: missing:$$missing"; \
+	  echo "hint: run 'make deps' as root, or: apt-get install $(DEB_PACKAGES)"; exit 1; fi
+
+build/longctx: $(MAIN_OBJ) $(LIB_OBJ) | check-deps
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+build/longctx_tests: $(TEST_OBJ) $(LIB_OBJ) | check-deps
+	@[ "$(CATCH_WHAT)" != missing ] || { echo "longctx: Catch2 missing; hint: make deps (or apt-get install catch2)"; exit 1; }
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LDLIBS)
+
+$(OBJ_DIR)/tests/%.o: tests/%.cpp | check-deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) $(TEST_CXXFLAGS) -c $< -o $@
+
+$(OBJ_DIR)/%.o: %.cpp | check-deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(OBJ_DIR)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -ccbin $(CXX) -c $< -o $@
+
+# ---- tests --------------------------------------------------------------------------------------
+# Open MPI refuses root without these; --oversubscribe lets 8 ranks share 2 cores.
+MPIRUN   ?= mpirun --oversubscribe $(if $(filter 0,$(shell id -u)),--allow-run-as-root)
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export LONGCTX_MPIRUN := $(MPIRUN)
+
+test: build/longctx build/longctx_tests
+	build/longctx_tests '~[mpi]' '~[e2e]'
+	build/longctx_tests '[e2e]'
+
+# ---- the two README commands ------------------------------------------------------------------
+DEB_PACKAGES := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
+                libopenblas-dev libfmt-dev catch2 libtomlplusplus-dev
+
+deps:
+	@need=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
+	if [ -z "$$need" ]; then echo "longctx deps: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "longctx deps: installing$$need"; \
+	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$need; \
+	else echo "longctx deps: missing$$need"; echo "install them with: sudo apt-get install -y$$need"; exit 1; fi
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	OPENBLAS_NUM_THREADS= OMP_NUM_THREADS= build/longctx train $(DECK)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(OBJ_DIR) -name '*.d' 2>/dev/null)

@@ -1,0 +1,53 @@
+// common.h — errors, checks and small helpers shared by every file.
+//
+// Error model: any failure throws longctx::Error carrying the message, the source location and a
+// hint. main() catches it, prints it (on whichever rank raised it) and ends the whole job with
+// MPI_Abort, so a failure on one rank never leaves the others hanging. Tests catch Error directly.
+#pragma once
+
+#include <cstdint>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace longctx {
+
+class Error : public std::runtime_error {
+ public:
+  Error(std::string msg, std::string where, std::string hint)
+      : std::runtime_error(std::move(msg)), where_(std::move(where)), hint_(std::move(hint)) {}
+  const std::string& where() const { return where_; }
+  const std::string& hint() const { return hint_; }
+  // "error: <msg>\n  at <file:line>\n  hint: <hint>" — what a person sees.
+  std::string report() const;
+
+ private:
+  std::string where_, hint_;
+};
+
+[[noreturn]] void throw_error(const char* file, int line, std::string msg, std::string hint = {});
+
+}  // namespace longctx
+
+// LONGCTX_CHECK(cond, "format {}", args...) — always on, throws longctx::Error naming file:line.
+// Source files use the short name CHECK; tests get Catch2's CHECK instead (tests/catch.h).
+#define LONGCTX_WHERE __FILE__, __LINE__
+#define LONGCTX_CHECK(cond, ...)                                                      \
+  do {                                                                                \
+    if (!(cond)) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__)); \
+  } while (0)
+#if !defined(CHECK)
+#define CHECK LONGCTX_CHECK
+#endif
+// CHECK_HINT(cond, hint, "format {}", args...) — the same with a hint line for the user.
+#define CHECK_HINT(cond, hint, ...)                                                          \
+  do {                                                                                       \
+    if (!(cond)) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint)); \
+  } while (0)
+#define FAIL_ERROR(...) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__))
+
+namespace longctx {
+inline constexpr const char* kVersion = "0.1.0";
+}

@@ -1,0 +1,104 @@
+// config.h — the validated contents of a TOML input deck.
+//
+// A deck has sections [run] [model] [parallel] [optim] [data] [checkpoint] and one or more
+// [[stage]] tables. Every key, its default and its allowed range is listed in README.md
+// ("Deck reference") and enforced by parse_deck(): unknown keys, wrong types, out-of-range or
+// inconsistent values throw longctx::Error naming the deck file, the line, the key and the range.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <mpi.h>
+
+namespace longctx {
+
+struct RunConfig {
+  std::string name = "longctx";  // [A-Za-z0-9._-]+
+  std::string out_dir;           // resolved: "" in the deck means runs/<name>
+  uint64_t seed = 1234;
+  int64_t log_every = 1;
+  int threads = 0;  // CPU threads for OpenBLAS/OpenMP; 0 = all cores (1 per rank when ranks > 1)
+};
+
+struct ModelConfig {
+  int64_t vocab_size = 264;  // V; byte-level data needs >= 259 (256 bytes + specials)
+  int64_t d_model = 128;     // C
+  int64_t n_layers = 4;      // L
+  int64_t n_heads = 4;       // NH
+  int64_t n_kv_heads = 4;    // NKV, divides NH (grouped-query attention)
+  int64_t d_ff = 344;        // F
+  double norm_eps = 1e-5;
+  bool tie_embeddings = false;
+  double init_std = 0.02;
+  bool recompute = false;  // recompute each layer's activations in backward
+  int64_t head_size() const { return d_model / n_heads; }  // HS
+};
+
+struct ParallelConfig {
+  int64_t dp = 1, tp = 1, sp = 1;
+  std::string tp_mode = "all_reduce";  // "all_reduce" | "reduce_scatter"
+  std::string ring = "zigzag";         // "zigzag" | "contiguous"
+};
+
+struct OptimConfig {
+  double lr = 3e-4;
+  double min_lr = 0.0;
+  int64_t warmup_steps = 0;
+  std::string schedule = "cosine";  // "cosine" | "constant"; over the whole run (all stages)
+  double weight_decay = 0.1;        // decoupled; never applied to norm weights
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;  // global L2 norm; 0 disables
+};
+
+struct DataConfig {
+  std::string kind = "needle";    // "needle" (synthetic passkey) | "tokens" (HDF5 /tokens)
+  std::string path;               // HDF5 file for kind = "tokens"
+  std::string filler = "landmark";  // "landmark" | "random_words" (needle data)
+  double needle_depth = -1.0;     // fraction of the context before the needle; -1 = random
+  int64_t key_digits = 5;         // digits of the pass key
+};
+
+struct CheckpointConfig {
+  std::string dir;         // resolved: "" in the deck means <out_dir>/checkpoints
+  int64_t every = 0;       // steps between checkpoints; 0 = only at the end of each stage
+  int64_t keep = 0;        // keep the newest N periodic checkpoints; 0 = keep all
+  std::string init_from;   // start from this checkpoint's weights (fresh optimizer)
+};
+
+struct StageConfig {
+  int64_t seq_len = 0;      // T
+  double rope_theta = 0.0;  // RoPE base
+  int64_t steps = 0;
+  int64_t batch_accum = 1;  // micro-batches per optimizer step (per data-parallel replica)
+  int64_t micro_batch = 1;  // B: sequences per micro-batch
+};
+
+struct Config {
+  std::string deck_path;  // where it came from, for messages
+  RunConfig run;
+  ModelConfig model;
+  ParallelConfig parallel;
+  OptimConfig optim;
+  DataConfig data;
+  CheckpointConfig checkpoint;
+  std::vector<StageConfig> stages;
+
+  int64_t total_steps() const;
+};
+
+// Parses and validates a deck file; `overrides` are "section.key=value" strings (the --set
+// arguments; stage keys as "stage.N.key" with N counted from 1). Throws Error on any problem.
+Config parse_deck(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from text in memory; `name` stands for the file in messages.
+Config parse_deck_text(const std::string& text, const std::string& name,
+                       const std::vector<std::string>& overrides = {});
+// The resolved deck (every key, defaults filled in) as TOML text; parse_deck_text of it gives back
+// an equal Config. Echoed at the top of the log and stored in every checkpoint.
+std::string to_toml(const Config& cfg);
+// Rank 0 parses and validates, then broadcasts the resolved deck; every rank returns the same
+// Config. An error on rank 0 is thrown there (main ends the job); the other ranks are aborted.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides, MPI_Comm comm);
+
+}  // namespace longctx

@@ -1,0 +1,82 @@
+// ops.h — the model's operations, one declaration each, CPU fp32 reference (src/cpu/*.cpp).
+//
+// Dim letters (everywhere): B batch, T sequence (local), C d_model, NH query heads, NKV key/value
+// heads, HS head size, F d_ff, V vocab; N = B·T rows. Tensors are row-major, last dim contiguous.
+// Activations are (B, T, ...) so a (N, NH·HS) matrix is also (B, T, NH, HS).
+// Backward functions ACCUMULATE (+=) into weight gradients (gradient accumulation over
+// micro-batches) and into the input gradients marked "+=" (residual stream, ring partials).
+#pragma once
+
+#include <cstdint>
+
+namespace longctx::cpu {
+
+// ---- linear (src/cpu/linear.cpp): out = in @ W^T, W is [O, I] (HF convention) -------------------
+void linear_fwd(float* out, const float* in, const float* W, int64_t N, int64_t I, int64_t O);
+// din (+= when accumulate, else =) dout @ W ; dW += dout^T @ in.  Either output may be null.
+void linear_bwd(float* din, float* dW, const float* dout, const float* in, const float* W,
+                int64_t N, int64_t I, int64_t O, bool accumulate_din);
+
+// ---- RMSNorm (src/cpu/rmsnorm.cpp): out = in / sqrt(mean(in^2) + eps) * w ------------------------
+// Saves rstd[N] = 1/sqrt(mean(in^2)+eps) for backward.
+void rmsnorm_fwd(float* out, float* rstd, const float* in, const float* w, int64_t N, int64_t C,
+                 float eps);
+// din += ..., dw += ...
+void rmsnorm_bwd(float* din, float* dw, const float* dout, const float* in, const float* w,
+                 const float* rstd, int64_t N, int64_t C);
+
+// ---- RoPE (src/cpu/rope.cpp), "rotate half" pairing (i, i+HS/2) as in Hugging Face Llama --------
+// Angle of pair i at global position p: p · theta^(-2i/HS), computed in double (fp32 p·inv_freq is
+// off by ~0.06 rad near 1M positions) and stored as fp32 cos/sin tables [T, HS/2].
+void rope_table(float* cos_t, float* sin_t, const int64_t* pos, int64_t T, int64_t HS, double theta);
+// In place on x (B, T, H, HS): sign = +1 rotates (forward), sign = -1 rotates back (backward:
+// the gradient of a rotation is the inverse rotation).
+void rope_apply(float* x, const float* cos_t, const float* sin_t, int64_t B, int64_t T, int64_t H,
+                int64_t HS, int sign);
+
+// ---- attention (src/cpu/attention.cpp): blockwise (flash) causal attention, GQA ----------------
+// One call handles the local queries against one block of keys/values, which may sit anywhere in
+// the global sequence: query row t has global position q_pos0 + t, key row s has k_pos0 + s.
+// causal: key visible iff k_pos0 + s <= q_pos0 + t; otherwise all keys visible.
+// Query head h reads key/value head h / (NH/NKV). scale = 1/sqrt(HS). Never forms a T×T buffer.
+struct AttnShape {
+  int64_t B, Tq, Tk, NH, NKV, HS;
+  int64_t q_pos0 = 0, k_pos0 = 0;
+  bool causal = true;
+};
+// o (B,Tq,NH,HS), lse (B,NH,Tq) = log sum_s exp(score): with merge = false they are written;
+// with merge = true the block's result is merged into the existing (o, lse) exactly
+// (lse' = log(e^lse + e^lse_blk), o rescaled by the two weights). Rows that see no key of the
+// block get lse = -inf and o = 0 (or are left unchanged when merging).
+void attention_fwd(float* o, float* lse, const float* q, const float* k, const float* v,
+                   const AttnShape& s, bool merge);
+// delta (B,NH,Tq) = rowsum(dO ∘ O): the softmax-backward term, computed once from the final O.
+void attention_delta(float* delta, const float* o, const float* dout, const AttnShape& s);
+// dq, dk, dv += the gradients through this block, from the FINAL lse and delta of the queries.
+void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                   const float* k, const float* v, const float* lse, const float* delta,
+                   const AttnShape& s);
+
+// ---- SwiGLU (src/cpu/swiglu.cpp): out = silu(gate) * up, all (N, F) --------------------------
+void swiglu_fwd(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                int64_t n);
+
+// ---- embedding (src/cpu/embedding.cpp): out[n] = table[tok[n]], table (V, C) ------------------
+void embedding_fwd(float* out, const int32_t* tok, const float* table, int64_t N, int64_t C);
+void embedding_bwd(float* dtable, const float* dout, const int32_t* tok, int64_t N, int64_t C);
+
+// ---- LM head + cross-entropy (src/cpu/cross_entropy.cpp) --------------------------------------
+// loss_sum = sum over rows with target >= 0 of -log softmax(x @ W^T)[target], computed CHUNK rows
+// at a time (never all N·V logits). With dx/dW non-null, also the gradient of loss_sum * scale:
+// dx = (softmax - onehot) @ W · scale (written), dW += (softmax - onehot)^T @ x · scale.
+// `logits` is scratch of chunk·V floats. Returns loss_sum (double); *count = rows with a target.
+double lm_head_xent(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
+                    int64_t V, float* dx, float* dW, float scale, float* logits, int64_t chunk,
+                    int64_t* count);
+
+// ---- AdamW (src/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, int64_t t);
+
+}  // namespace longctx::cpu

@@ -1,0 +1,59 @@
+// params.h — where every model parameter lives.
+//
+// All parameters of a rank sit in one flat fp32 buffer (cheap all-reduce, ZeRO shards by flat
+// range, checkpoint slices). ParamLayout names each tensor, its full logical shape (Hugging Face
+// convention, [out, in]) and the block of it that this rank holds: `start`/`count` per dimension
+// (the whole tensor on one rank; a row or column block under tensor parallelism). Local tensors are
+// row-major with shape `count`, stored at `offset` in the flat buffer.
+//
+// Order in the buffer: embed, then for each layer attn_norm wq wk wv wo mlp_norm w_gate w_up w_down,
+// then norm, then lm_head (absent when tie_embeddings). Names are HDF5 paths under /model:
+// "embed", "layers/07/wq", "norm", "lm_head".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "longctx/config.h"
+
+namespace longctx {
+
+struct ParamTensor {
+  std::string name;
+  std::vector<int64_t> shape;  // full logical shape
+  std::vector<int64_t> start;  // this rank's block: first index per dim
+  std::vector<int64_t> count;  // this rank's block: extent per dim (local shape)
+  int64_t offset = 0;          // first element in the flat buffer
+  int64_t numel = 0;           // product of count
+  bool decay = true;           // AdamW weight decay applies (false for norm weights)
+  bool is_norm = false;        // RMSNorm weight: initialised to 1
+};
+
+struct ParamLayout {
+  std::vector<ParamTensor> tensors;
+  int64_t total = 0;  // floats in the flat buffer
+  const ParamTensor& find(const std::string& name) const;  // throws Error if absent
+};
+
+// The layout of the whole model on one rank (no tensor parallelism).
+ParamLayout make_param_layout(const ModelConfig& m);
+
+// Deterministic initialisation, independent of the layout: element i (row-major index in the full
+// tensor) of tensor `name` is init_std · N(0,1) drawn from (seed, name, i); norms are 1.
+// Output projections (wo, w_down) are scaled by 1/sqrt(2·n_layers), as in GPT-2.
+void init_params(const ModelConfig& m, const ParamLayout& layout, uint64_t seed, float* params);
+
+// Pointers into a flat buffer for one layer / the whole model (params or grads alike).
+struct LayerView {
+  float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+};
+struct ModelView {
+  float* embed;
+  std::vector<LayerView> layers;
+  float* norm;
+  float* lm_head;  // == embed when tied
+};
+ModelView view_of(const ModelConfig& m, const ParamLayout& layout, float* buffer);
+
+}  // namespace longctx

@@ -1,0 +1,117 @@
+// data_tokens.cpp — training windows cut from an HDF5 token file (data.kind = "tokens").
+//
+// The file holds one 1-D integer dataset /tokens (uint32 from `longctx pack-text`; any integer
+// type is accepted). Sample (step, sample) is the window of `len` tokens starting at a position
+// drawn uniformly from [0, N - len] by Stream(hash64(seed, step, sample)), so it is a pure function
+// of those integers. Each rank opens the file once, read-only, with the default (POSIX) driver.
+#include <hdf5.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "longctx/common.h"
+#include "longctx/data.h"
+#include "longctx/rng.h"
+
+namespace longctx {
+namespace {
+
+constexpr const char* kPackHint = "make a token file with `longctx pack-text FILES... -o OUT.h5`";
+
+// Owns one HDF5 id of any kind.
+struct Hid {
+  hid_t id = -1;
+  explicit Hid(hid_t i = -1) : id(i) {}
+  Hid(Hid&& o) noexcept : id(std::exchange(o.id, -1)) {}
+  Hid& operator=(Hid&& o) noexcept {
+    std::swap(id, o.id);
+    return *this;
+  }
+  ~Hid() {
+    if (id >= 0) H5Idec_ref(id);
+  }
+  operator hid_t() const { return id; }
+};
+
+class TokenSource final : public DataSource {
+ public:
+  explicit TokenSource(const Config& cfg)
+      : path_(cfg.data.path), seed_(cfg.run.seed), vocab_(cfg.model.vocab_size) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    CHECK_HINT(!path_.empty(), kPackHint,
+               "data.kind = \"tokens\" needs data.path (an HDF5 token file)");
+    std::error_code ec;
+    CHECK_HINT(std::filesystem::is_regular_file(path_, ec), kPackHint,
+               "data.path = {}: no such file", path_);
+    CHECK_HINT(H5Fis_hdf5(path_.c_str()) > 0, kPackHint, "data.path = {} is not an HDF5 file",
+               path_);
+    file_ = Hid(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    CHECK_HINT(file_ >= 0, "the file may be truncated or damaged; " + std::string(kPackHint),
+               "HDF5 could not open data.path = {}", path_);
+    CHECK_HINT(H5Lexists(file_, "/tokens", H5P_DEFAULT) > 0, kPackHint,
+               "data.path = {} has no dataset /tokens", path_);
+    dset_ = Hid(H5Dopen2(file_, "/tokens", H5P_DEFAULT));
+    CHECK(dset_ >= 0, "HDF5 could not open /tokens in {}", path_);
+    Hid type(H5Dget_type(dset_));
+    CHECK_HINT(H5Tget_class(type) == H5T_INTEGER, kPackHint,
+               "/tokens in {} holds {}, expected integer token ids (uint32)", path_,
+               H5Tget_class(type) == H5T_FLOAT ? "floating-point numbers" : "a non-integer type");
+    space_ = Hid(H5Dget_space(dset_));
+    CHECK(space_ >= 0 && H5Sget_simple_extent_ndims(space_) == 1,
+          "/tokens in {} must be 1-D (it has {} dims)", path_, H5Sget_simple_extent_ndims(space_));
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space_, &n, nullptr);
+    n_ = int64_t(n);
+
+    int64_t need = 1, stage = 0;  // a sample is seq_len + 1 tokens
+    for (size_t k = 0; k < cfg.stages.size(); ++k)
+      if (cfg.stages[k].seq_len + 1 > need)
+        need = cfg.stages[k].seq_len + 1, stage = int64_t(k) + 1;
+    CHECK_HINT(n_ >= need, "use more text, or shorter stages",
+               "data.path = {} holds {} tokens, but stage {} needs seq_len + 1 = {} per sample",
+               path_, n_, stage, need);
+  }
+
+  void sample(int64_t step, int64_t sample, int64_t len, int32_t* out) override {
+    CHECK(len >= 1 && len <= n_, "token window of {} tokens, but {} holds {}", len, path_, n_);
+    Stream rng(hash64(seed_, uint64_t(step), uint64_t(sample)));
+    const int64_t start = int64_t(rng.below(uint64_t(n_ - len + 1)));
+    const hsize_t off = hsize_t(start), count = hsize_t(len);
+    CHECK(H5Sselect_hyperslab(space_, H5S_SELECT_SET, &off, nullptr, &count, nullptr) >= 0,
+          "HDF5 could not select tokens [{}, {}) of {}", start, start + len, path_);
+    Hid mspace(H5Screate_simple(1, &count, nullptr));
+    buf_.resize(size_t(len));
+    // Read as int64 so negative ids (signed files) are seen, not clipped to 0.
+    CHECK_HINT(H5Dread(dset_, H5T_NATIVE_INT64, mspace, space_, H5P_DEFAULT, buf_.data()) >= 0,
+               "the file may be damaged (its checksums fail) or truncated",
+               "HDF5 could not read tokens [{}, {}) of {}", start, start + len, path_);
+    for (int64_t i = 0; i < len; ++i) {
+      const int64_t id = buf_[size_t(i)];
+      CHECK_HINT(
+          id >= 0 && id < vocab_, "re-pack the data, or raise model.vocab_size",
+          "token id {} at position {} of {} is outside the vocabulary [0, {}) (model.vocab_size)",
+          id, start + i, path_, vocab_);
+      out[i] = int32_t(id);
+    }
+  }
+
+  std::string describe() const override { return fmt::format("tokens: {} ({} tokens)", path_, n_); }
+
+ private:
+  std::string path_;
+  uint64_t seed_;
+  int64_t vocab_;
+  int64_t n_ = 0;
+  Hid file_, dset_, space_;  // closed in reverse order: space, dataset, file
+  std::vector<int64_t> buf_;
+};
+
+}  // namespace
+
+std::unique_ptr<DataSource> make_token_source(const Config& cfg) {
+  return std::make_unique<TokenSource>(cfg);
+}
+
+}  // namespace longctx

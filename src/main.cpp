@@ -1,0 +1,109 @@
+// main.cpp — the `longctx` command: train, info, pack-text. Every error ends the whole job.
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "longctx/checkpoint.h"
+#include "longctx/common.h"
+#include "longctx/data.h"
+#include "longctx/log.h"
+#include "longctx/train.h"
+
+using namespace longctx;
+
+static const char* kUsage = R"(usage:
+  longctx train DECK.toml [--set section.key=value]... [--resume | --fresh] [--stop-after-stage N]
+      Train through the deck's stages. --set overrides a deck value (stage keys: stage.N.key,
+      N from 1). --resume continues from the newest checkpoint in checkpoint.dir (or starts anew
+      if there is none); --fresh deletes an earlier run's checkpoints and metrics first.
+      --stop-after-stage N ends the job once stage N is done (one batch job per stage).
+  longctx info CHECKPOINT.h5        Summarise a checkpoint (h5dump -H shows the whole tree).
+  longctx pack-text FILE... -o OUT.h5
+      Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".
+  longctx --version | --help
+Run under MPI: mpirun -np N longctx train deck.toml (N = dp·tp·sp of the deck).)";
+
+static int dispatch(const std::vector<std::string>& args, int rank) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    if (rank == 0) std::puts(kUsage);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string& cmd = args[0];
+  if (cmd == "--version") {
+    if (rank == 0) std::printf("longctx %s\n", kVersion);
+    return 0;
+  }
+  if (cmd == "train") {
+    std::string deck;
+    std::vector<std::string> sets;
+    TrainOptions opt;
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--set" && i + 1 < args.size()) sets.push_back(args[++i]);
+      else if (a.starts_with("--set=")) sets.push_back(a.substr(6));
+      else if (a == "--resume") opt.resume = true;
+      else if (a == "--fresh") opt.fresh = true;
+      else if (a == "--stop-after-stage" && i + 1 < args.size()) {
+        opt.stop_after_stage = std::atoll(args[++i].c_str());
+        CHECK_HINT(opt.stop_after_stage > 0, "stages count from 1", "train: --stop-after-stage {}",
+                   args[i]);
+      }
+      else if (!a.starts_with("-") && deck.empty()) deck = a;
+      else CHECK_HINT(false, "longctx --help lists the options", "train: unexpected argument '{}'", a);
+    }
+    CHECK_HINT(!deck.empty(), "longctx train input/tiny.toml", "train: no deck given");
+    CHECK_HINT(!(opt.resume && opt.fresh), "choose one", "train: --resume and --fresh contradict");
+    return train_main(deck, sets, opt);
+  }
+  if (cmd == "info") {
+    CHECK_HINT(args.size() == 2, "longctx info runs/tiny/checkpoints/ckpt_0000200.h5",
+               "info: expected one checkpoint path");
+    if (rank == 0) std::fputs(checkpoint_summary(args[1]).c_str(), stdout);
+    return 0;
+  }
+  if (cmd == "pack-text") {
+    std::vector<std::string> files;
+    std::string out;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
+      else files.push_back(args[i]);
+    }
+    CHECK_HINT(!out.empty() && !files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
+               "pack-text: need input files and -o OUT.h5");
+    if (rank == 0) {
+      const int64_t n = pack_text(files, out);
+      log_info("wrote {} tokens from {} file(s) to {}:/tokens", n, files.size(), out);
+    }
+    return 0;
+  }
+  CHECK_HINT(false, "longctx --help lists the commands", "unknown command '{}'", cmd);
+  return 2;
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int rc = 0;
+  try {
+    rc = dispatch(std::vector<std::string>(argv + 1, argv + argc), rank);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s%s\n", size > 1 ? fmt::format("[rank {}] ", rank).c_str() : "",
+                 e.report().c_str());
+    rc = 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%slongctx: error: %s\n",
+                 size > 1 ? fmt::format("[rank {}] ", rank).c_str() : "", e.what());
+    rc = 1;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  // One rank failing must end them all: the others may be waiting in a collective.
+  if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  MPI_Finalize();
+  return rc;
+}

@@ -1,0 +1,148 @@
+// pack_text.cpp — `longctx pack-text FILES... -o OUT.h5`: text files -> byte-level token file.
+//
+// Each file becomes BOS, its bytes (ids 0..255), EOS, appended to the extensible uint32 dataset
+// /tokens (chunked, Fletcher32, gzip level 1 when HDF5 has it), with root attributes vocab="byte",
+// n_documents, n_tokens. Files are streamed in blocks; OUT.h5.tmp is renamed to OUT.h5 only when
+// complete, and removed on any failure.
+#include <hdf5.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "longctx/common.h"
+#include "longctx/data.h"
+
+namespace longctx {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr hsize_t kChunk = hsize_t(1) << 18;  // tokens per chunk: 1 MiB of uint32
+
+struct Hid {  // owns one HDF5 id of any kind
+  hid_t id = -1;
+  explicit Hid(hid_t i = -1) : id(i) {}
+  Hid(const Hid&) = delete;
+  ~Hid() {
+    if (id >= 0) H5Idec_ref(id);
+  }
+  operator hid_t() const { return id; }
+};
+
+// Appends tokens to /tokens, a block at a time.
+class TokenWriter {
+ public:
+  TokenWriter(hid_t file, const std::string& path) : path_(path) {
+    const hsize_t zero = 0, unlimited = H5S_UNLIMITED;
+    Hid space(H5Screate_simple(1, &zero, &unlimited));
+    Hid dcpl(H5Pcreate(H5P_DATASET_CREATE));
+    bool ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &kChunk) >= 0;
+    unsigned info = 0;
+    if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 &&
+        H5Zget_filter_info(H5Z_FILTER_DEFLATE, &info) >= 0 &&
+        (info & H5Z_FILTER_CONFIG_ENCODE_ENABLED))
+      ok = ok && H5Pset_deflate(dcpl, 1) >= 0;
+    ok = ok && H5Pset_fletcher32(dcpl) >= 0;  // last: the checksum covers the stored bytes
+    CHECK(ok, "pack-text: HDF5 could not set up /tokens in {}", path);
+    dset_.id = H5Dcreate2(file, "/tokens", H5T_STD_U32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CHECK(dset_ >= 0, "pack-text: HDF5 could not create /tokens in {}", path);
+    buf_.reserve(kChunk);
+  }
+  void push(uint32_t t) {
+    buf_.push_back(t);
+    if (buf_.size() == kChunk) flush();
+  }
+  void flush() {
+    if (buf_.empty()) return;
+    const hsize_t start = hsize_t(n_), count = buf_.size(), total = start + count;
+    bool ok = H5Dset_extent(dset_, &total) >= 0;
+    Hid fspace(H5Dget_space(dset_)), mspace(H5Screate_simple(1, &count, nullptr));
+    ok = ok && fspace >= 0 && mspace >= 0 &&
+         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, nullptr, &count, nullptr) >= 0 &&
+         H5Dwrite(dset_, H5T_NATIVE_UINT32, mspace, fspace, H5P_DEFAULT, buf_.data()) >= 0;
+    CHECK_HINT(ok, "is the disk full?", "pack-text: HDF5 could not write tokens [{}, {}) to {}",
+               start, total, path_);
+    n_ = int64_t(total);
+    buf_.clear();
+  }
+  int64_t count() const { return n_ + int64_t(buf_.size()); }
+
+ private:
+  std::string path_;
+  Hid dset_;
+  std::vector<uint32_t> buf_;
+  int64_t n_ = 0;  // tokens already in the file
+};
+
+void put_attr(hid_t file, const char* name, hid_t type, const void* v, const std::string& path) {
+  Hid space(H5Screate(H5S_SCALAR));
+  Hid a(H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT));
+  CHECK(a >= 0 && H5Awrite(a, type, v) >= 0, "pack-text: HDF5 could not write attribute {} to {}",
+        name, path);
+}
+
+// Writes every file into tmp; returns the token count.
+int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp) {
+  Hid file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  CHECK_HINT(file >= 0, "is the directory writable?", "pack-text: HDF5 could not create {}", tmp);
+  int64_t n = 0;
+  {
+    TokenWriter w(file, tmp);
+    std::vector<unsigned char> block(size_t(1) << 20);
+    for (const auto& name : files) {
+      std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(name.c_str(), "rb"), &std::fclose);
+      CHECK_HINT(in, "check the file name", "pack-text: cannot open input file {}", name);
+      w.push(uint32_t(kTokBos));
+      size_t k;
+      while ((k = std::fread(block.data(), 1, block.size(), in.get())) > 0)
+        for (size_t i = 0; i < k; ++i) w.push(block[i]);
+      CHECK_HINT(!std::ferror(in.get()), "is it a readable file (not a directory)?",
+                 "pack-text: error reading input file {}", name);
+      w.push(uint32_t(kTokEos));
+    }
+    w.flush();
+    n = w.count();
+  }
+  Hid str(H5Tcopy(H5T_C_S1));
+  H5Tset_size(str, 5);
+  const int64_t docs = int64_t(files.size());
+  put_attr(file, "vocab", str, "byte", tmp);
+  put_attr(file, "n_documents", H5T_NATIVE_INT64, &docs, tmp);
+  put_attr(file, "n_tokens", H5T_NATIVE_INT64, &n, tmp);
+  const hid_t f = std::exchange(file.id, -1);
+  CHECK_HINT(H5Fclose(f) >= 0, "is the disk full?", "pack-text: HDF5 could not close {}", tmp);
+  return n;
+}
+
+}  // namespace
+
+int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path) {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  CHECK_HINT(!files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
+             "pack-text: no input files");
+  std::error_code ec;
+  for (const auto& f : files)  // fail early, before anything is written
+    CHECK_HINT(fs::is_regular_file(f, ec), "check the file name",
+               "pack-text: input file {} does not exist "
+               "(or is not a regular file)",
+               f);
+  const fs::path parent = fs::path(out_path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  const std::string tmp = out_path + ".tmp";
+  int64_t n = 0;
+  try {
+    n = pack_into(files, tmp);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
+  fs::rename(tmp, out_path, ec);
+  CHECK_HINT(!ec, "is the directory writable?", "pack-text: cannot rename {} to {}: {}", tmp,
+             out_path, ec.message());
+  return n;
+}
+
+}  // namespace longctx

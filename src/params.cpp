@@ -1,0 +1,101 @@
+// params.cpp — the flat parameter buffer's layout and the layout-independent initialisation.
+#include "longctx/params.h"
+
+#include <cmath>
+
+#include "longctx/common.h"
+#include "longctx/rng.h"
+
+namespace longctx {
+
+const ParamTensor& ParamLayout::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return t;
+  FAIL_ERROR("no parameter named '{}' in this model", name);
+}
+
+static void add(ParamLayout& l, std::string name, std::vector<int64_t> shape, bool norm) {
+  ParamTensor t;
+  t.name = std::move(name);
+  t.shape = shape;
+  t.start.assign(shape.size(), 0);
+  t.count = shape;
+  t.offset = l.total;
+  t.numel = 1;
+  for (auto d : shape) t.numel *= d;
+  t.decay = !norm;
+  t.is_norm = norm;
+  l.total += t.numel;
+  l.tensors.push_back(std::move(t));
+}
+
+ParamLayout make_param_layout(const ModelConfig& m) {
+  const int64_t C = m.d_model, HS = m.head_size(), NH = m.n_heads, NKV = m.n_kv_heads;
+  const int64_t F = m.d_ff, V = m.vocab_size;
+  ParamLayout l;
+  add(l, "embed", {V, C}, false);
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    std::string p = fmt::format("layers/{:02d}/", i);
+    add(l, p + "attn_norm", {C}, true);
+    add(l, p + "wq", {NH * HS, C}, false);
+    add(l, p + "wk", {NKV * HS, C}, false);
+    add(l, p + "wv", {NKV * HS, C}, false);
+    add(l, p + "wo", {C, NH * HS}, false);
+    add(l, p + "mlp_norm", {C}, true);
+    add(l, p + "w_gate", {F, C}, false);
+    add(l, p + "w_up", {F, C}, false);
+    add(l, p + "w_down", {C, F}, false);
+  }
+  add(l, "norm", {C}, true);
+  if (!m.tie_embeddings) add(l, "lm_head", {V, C}, false);
+  return l;
+}
+
+// Stable 64-bit name hash (FNV-1a), so a tensor's random stream depends only on its name.
+static uint64_t name_key(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+void init_params(const ModelConfig& m, const ParamLayout& layout, uint64_t seed, float* params) {
+  const double out_scale = 1.0 / std::sqrt(2.0 * double(m.n_layers));
+  for (const auto& t : layout.tensors) {
+    float* p = params + t.offset;
+    if (t.is_norm) {
+      for (int64_t i = 0; i < t.numel; ++i) p[i] = 1.0f;
+      continue;
+    }
+    const bool is_out = t.name.ends_with("/wo") || t.name.ends_with("/w_down");
+    const double stdev = m.init_std * (is_out ? out_scale : 1.0);
+    const uint64_t key = hash64(seed, name_key(t.name));
+    // Walk the local block in row-major order; `full` is the element's index in the full tensor.
+    const int nd = int(t.shape.size());
+    std::vector<int64_t> idx(nd, 0);
+    for (int64_t i = 0; i < t.numel; ++i) {
+      int64_t full = 0;
+      for (int d = 0; d < nd; ++d) full = full * t.shape[d] + t.start[d] + idx[d];
+      p[i] = float(stdev * normal_at(key, uint64_t(full)));
+      for (int d = nd - 1; d >= 0; --d) {
+        if (++idx[d] < t.count[d]) break;
+        idx[d] = 0;
+      }
+    }
+  }
+}
+
+ModelView view_of(const ModelConfig& m, const ParamLayout& layout, float* buf) {
+  auto at = [&](const std::string& n) { return buf + layout.find(n).offset; };
+  ModelView v;
+  v.embed = at("embed");
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    std::string p = fmt::format("layers/{:02d}/", i);
+    v.layers.push_back({at(p + "attn_norm"), at(p + "wq"), at(p + "wk"), at(p + "wv"), at(p + "wo"),
+                        at(p + "mlp_norm"), at(p + "w_gate"), at(p + "w_up"), at(p + "w_down")});
+  }
+  v.norm = at("norm");
+  v.lm_head = m.tie_embeddings ? v.embed : at("lm_head");
+  return v;
+}
+
+}  // namespace longctx

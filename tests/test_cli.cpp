@@ -1,0 +1,113 @@
+// test_cli.cpp — the `longctx` binary as a user runs it (from the repository root, after make):
+// bad input ends with a message and a non-zero exit; a short real run trains, checkpoints, and
+// `longctx info` / `h5dump -H` read the checkpoint.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "catch.h"
+#include "util.h"
+
+using namespace longctx::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kBin = "build/longctx";
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+std::string mpirun() {
+  const char* m = std::getenv("LONGCTX_MPIRUN");
+  return m ? m : "mpirun --oversubscribe";
+}
+
+// Overrides that make input/tiny.toml a few-second run.
+std::string quick(const std::string& dir) {
+  return " --set run.out_dir=" + dir +
+         " --set stage.1.steps=3 --set stage.2.steps=2 --set model.n_layers=1 --set run.log_every=1"
+         " --set optim.warmup_steps=1";
+}
+
+}  // namespace
+
+TEST_CASE("the binary refuses bad input with a message and a non-zero exit", "[e2e]") {
+  REQUIRE(fs::exists(kBin));
+  std::string out;
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml --set model.bogus=1", &out) != 0);
+  CHECK(contains(out, "bogus"));
+  CHECK(run_command(std::string(kBin) + " train no/such/deck.toml", &out) != 0);
+  CHECK(contains(out, "no/such/deck.toml"));
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml --set stage.9.steps=1", &out) != 0);
+  CHECK(contains(out, "stage"));
+  CHECK(run_command(std::string(kBin) + " frobnicate", &out) != 0);
+  CHECK(contains(out, "unknown command"));
+  CHECK(run_command(std::string(kBin) + " info build/no-such-checkpoint.h5", &out) != 0);
+  CHECK(contains(out, "no-such-checkpoint.h5"));
+  CHECK(run_command(std::string(kBin) + " --help", &out) == 0);
+  CHECK(contains(out, "longctx train"));
+}
+
+TEST_CASE("a deck error under mpirun ends every rank, with the message", "[e2e]") {
+  std::string out;
+  const int rc = run_command("timeout 60 " + mpirun() + " -np 2 " + kBin +
+                                 " train input/tiny.toml --set model.n_heads=3", &out);
+  CHECK(rc != 0);
+  INFO(out);
+  CHECK(rc != 124);  // 124 = killed by timeout: a hang
+  CHECK(contains(out, "n_heads"));
+}
+
+TEST_CASE("train, checkpoint, info, h5dump: the user's path", "[e2e]") {
+  const std::string dir = temp_dir("cli-run");
+  std::string out;
+  const int rc = run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir), &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(contains(out, "[run]"));  // the resolved deck is echoed
+  CHECK(contains(out, "stage 2/2 step 2/2"));
+  CHECK(contains(out, "loss"));
+  const std::string ckpt = dir + "/checkpoints/ckpt_0000005.h5";
+  REQUIRE(fs::exists(ckpt));
+  std::ifstream metrics(dir + "/metrics.jsonl");
+  int lines = 0;
+  for (std::string l; std::getline(metrics, l);) lines += contains(l, "\"loss\":");
+  CHECK(lines == 5);
+  CHECK(run_command(std::string(kBin) + " info " + ckpt, &out) == 0);
+  CHECK(contains(out, "V=264"));
+  // Running again without --resume is refused; with --resume there is nothing left to do.
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir), &out) != 0);
+  CHECK(contains(out, "--resume"));
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml --resume" + quick(dir), &out) == 0);
+  if (run_command("command -v h5dump", nullptr) == 0) {
+    CHECK(run_command("h5dump -H " + ckpt, &out) == 0);
+    CHECK(contains(out, "GROUP \"model\""));
+    CHECK(contains(out, "DATASET \"wq\""));
+    CHECK(run_command("h5dump -d /model/norm " + ckpt, &out) == 0);
+  } else {
+    WARN("h5dump is not installed (hdf5-tools): skipped the h5dump checks");
+  }
+}
+
+TEST_CASE("pack-text, then train on the token file; bad token files are refused", "[e2e]") {
+  const std::string dir = temp_dir("cli-tokens");
+  {
+    std::ofstream a(dir + "/a.txt"), b(dir + "/b.txt");
+    for (int i = 0; i < 400; ++i) a << "All work and no play makes Jack a dull boy. ";
+    for (int i = 0; i < 300; ++i) b << "It was the best of times, it was the worst of times. ";
+  }
+  std::string out;
+  REQUIRE(run_command(std::string(kBin) + " pack-text " + dir + "/a.txt " + dir + "/b.txt -o " + dir +
+                          "/data.h5", &out) == 0);
+  const std::string tokens = " --set data.kind=tokens --set data.path=" + dir + "/data.h5";
+  const int rc = run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir + "/run") + tokens, &out);
+  INFO(out);
+  CHECK(rc == 0);
+  // vocab_size 100: lower-case letters (97..122) are out of range, refused with their position.
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir + "/run2") + tokens +
+                        " --set model.vocab_size=100", &out) != 0);
+  CHECK(contains(out, "vocab_size"));
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir + "/run3") +
+                        " --set data.kind=tokens --set data.path=" + dir + "/missing.h5", &out) != 0);
+  CHECK(contains(out, "missing.h5"));
+}

@@ -1,0 +1,78 @@
+#include "util.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <unistd.h>
+#include <sys/wait.h>
+
+namespace longctx::test {
+
+uint64_t fresh_seed() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t base = [] {
+    if (const char* s = std::getenv("LONGCTX_TEST_SEED")) return uint64_t(std::strtoull(s, nullptr, 10));
+    return uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
+  }();
+  return base + 0x9e3779b97f4a7c15ULL * counter++;
+}
+
+std::vector<float> randn(size_t n, float scale) {
+  std::mt19937_64 gen(fresh_seed());
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+std::string temp_dir(const std::string& tag) {
+  static std::atomic<int> n{0};
+  namespace fs = std::filesystem;
+  fs::path p = fs::path("build/tmp") / (tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+static std::set<std::string>& initial_env() {
+  static std::set<std::string> names;
+  return names;
+}
+
+static bool is_mpi_runtime_var(const std::string& name) {
+  for (const char* p : {"OMPI_", "PMIX_", "ORTE_", "OPAL_"})
+    if (name.starts_with(p)) return true;
+  return false;
+}
+
+void remember_environment() {
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e;
+    initial_env().insert(kv.substr(0, kv.find('=')));
+  }
+}
+
+int run_command(const std::string& cmd, std::string* output) {
+  std::string unset;
+  for (char** e = environ; *e; ++e) {
+    const std::string kv = *e, name = kv.substr(0, kv.find('='));
+    if (is_mpi_runtime_var(name) && !initial_env().count(name)) unset += " " + name;
+  }
+  std::string full = (unset.empty() ? "" : "unset" + unset + "; ") + "{ " + cmd + "; } 2>&1";
+  FILE* f = popen(full.c_str(), "r");
+  if (!f) return -1;
+  std::array<char, 4096> buf;
+  std::string out;
+  size_t k;
+  while ((k = fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), k);
+  int status = pclose(f);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace longctx::test

@@ -1,0 +1,41 @@
+// util.h — helpers shared by the tests: fresh random inputs, error capture, temp dirs, subprocesses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace longctx::test {
+
+// Fresh random values (normal * scale) from a seed that differs per call site and per run of the
+// suite (LONGCTX_TEST_SEED fixes it to reproduce a failure; the seed is printed on failure).
+std::vector<float> randn(size_t n, float scale = 1.0f);
+// The first call returns the base seed itself (printed by tests/main.cpp).
+uint64_t fresh_seed();
+
+// The message of the longctx::Error that fn throws, or "" if it throws none.
+template <class F>
+std::string error_of(F&& fn);
+
+// A new empty directory under build/tmp (kept for inspection; `make clean` removes it).
+std::string temp_dir(const std::string& tag);
+
+// Runs a shell command; returns its exit status and fills `output` with stdout+stderr.
+// Variables that MPI_Init of this (singleton) test process added to the environment are removed
+// for the command: inherited, they make a nested mpirun fail silently.
+int run_command(const std::string& cmd, std::string* output = nullptr);
+// Call before MPI_Init: notes which MPI-runtime variables the environment had to begin with.
+void remember_environment();
+
+}  // namespace longctx::test
+
+#include "longctx/common.h"
+template <class F>
+std::string longctx::test::error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const longctx::Error& e) {
+    return std::string(e.what());
+  }
+  return "";
+}
