@@ -135,8 +135,12 @@ export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 export LONGCTX_MPIRUN := $(MPIRUN)
 
+# Single-rank unit tests, then the distributed ones on 8 ranks (every layout up to 2×2×2 against
+# one rank), then the end-to-end runs of the binary.
 test: build/longctx build/longctx_tests
 	build/longctx_tests '~[mpi]' '~[e2e]'
+	@echo "$(MPIRUN) -np 8 build/longctx_tests '[mpi]'   (ranks 1-7 report to build/tmp/mpi-rank*.log)"
+	@$(MPIRUN) -np 8 build/longctx_tests '[mpi]' --use-colour no || { tail -n 30 build/tmp/mpi-rank*.log; exit 1; }
 	build/longctx_tests '[e2e]'
 
 # ---- the two README commands ------------------------------------------------------------------
@@ -153,7 +157,7 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	OPENBLAS_NUM_THREADS= OMP_NUM_THREADS= build/longctx train $(DECK)
+	OPENBLAS_NUM_THREADS= OMP_NUM_THREADS= build/longctx train $(DECK) --fresh
 
 clean:
 	rm -rf build

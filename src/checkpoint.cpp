@@ -4,11 +4,12 @@
 // the MPI-IO driver, all create every object together and write their selections collectively
 // (a rank with nothing to write takes part with an empty selection). Otherwise rank 0 creates the
 // file and its objects, then the ranks write their selections one after another. Same file.
+// A rank's part of a tensor is at most 2·N−1 blocks (flat_range_slabs), moved one H5Dwrite/H5Dread
+// per block with a memory space of the block's shape (much faster in HDF5 1.10 than one union).
 // bf16 is rounded here (to nearest even) and written as raw bits: HDF5 1.10's own float -> custom
 // float conversion mis-rounds values whose mantissa carries into the exponent (0.99934 -> 0.5).
 #include "longctx/checkpoint.h"
 
-#include <fmt/ranges.h>
 #include <hdf5.h>
 
 #include <algorithm>
@@ -193,6 +194,15 @@ std::string get_str(hid_t obj, const std::string& where, const std::string& name
 // ---- datasets and selections ------------------------------------------------------------------
 
 std::vector<hsize_t> hs(const std::vector<int64_t>& v) { return {v.begin(), v.end()}; }
+template <class T>
+std::string shape_str(const std::vector<T>& v) {  // "[264, 32]"
+  std::string s;
+  for (T x : v) {
+    if (!s.empty()) s += ", ";
+    s += std::to_string(x);
+  }
+  return "[" + s + "]";
+}
 
 // Chunks of at most ~1 MiB, whole trailing dimensions (rows) where they fit.
 std::vector<hsize_t> chunk_dims(const std::vector<int64_t>& shape, size_t elem_size) {
@@ -235,11 +245,14 @@ struct Job {
 // The transfers of one checkpoint, in the same order on every rank: each tensor's block of the
 // weights under `weights` ("/model" or "/optimizer/master"; an empty selection unless `own`),
 // then with `opt` the rank's shard [shard_lo, shard_hi) of master, m and v, cut along the tensors.
-std::vector<Job> make_jobs(const CheckpointIO& io, const std::string& weights, bool own, bool opt) {
+// Writing, a block another rank also holds and writes (ParamTensor::replica) is left to it.
+std::vector<Job> make_jobs(const CheckpointIO& io, const std::string& weights, bool own, bool opt,
+                           bool writing) {
   std::vector<Job> jobs;
   for (const auto& t : io.layout->tensors) {
     Job j(weights + "/" + t.name, &t);
-    if (own) j.slabs = {Slab{t.start, t.count}}, j.mem = io.params + t.offset, j.n = t.numel;
+    if (own && !(writing && t.replica))
+      j.slabs = {Slab{t.start, t.count}}, j.mem = io.params + t.offset, j.n = t.numel;
     jobs.push_back(std::move(j));
   }
   if (!opt) return jobs;
@@ -249,7 +262,7 @@ std::vector<Job> make_jobs(const CheckpointIO& io, const std::string& weights, b
       Job j(fmt::format("/optimizer/{}/{}", which, t.name), &t);
       const int64_t a = std::max(io.shard_lo, t.offset);
       const int64_t b = std::min(io.shard_hi, t.offset + t.numel);
-      if (a < b) {
+      if (a < b && !(writing && t.replica)) {
         j.slabs = flat_range_slabs(t.count, a - t.offset, b - t.offset);
         for (auto& s : j.slabs)
           for (size_t d = 0; d < s.start.size(); ++d) s.start[d] += t.start[d];
@@ -276,9 +289,8 @@ void transfer(hid_t file, const Job& j, hid_t dxpl, bool collective, hid_t bf16,
   CHECK_HINT(H5Sget_simple_extent_ndims(fspace) == nd, kReadHint,
              "{}: dataset {} has the wrong rank", path, j.dset);
   H5Sget_simple_extent_dims(fspace, dims.data(), nullptr);
-  CHECK_HINT(dims == hs(j.t->shape), kReadHint,
-             "{}: dataset {} has shape [{}], the model needs [{}]", path, j.dset,
-             fmt::join(dims, ", "), fmt::join(j.t->shape, ", "));
+  CHECK_HINT(dims == hs(j.t->shape), kReadHint, "{}: dataset {} has shape {}, the model needs {}",
+             path, j.dset, shape_str(dims), shape_str(j.t->shape));
   Hid ftype(H5_CHECK(H5Dget_type(ds), path, j.dset, "get the type of"));
   const bool is_bf16 = H5Tequal(ftype, bf16) > 0;  // else fp32 (HDF5 converts other float types)
   const hid_t mtype = is_bf16 ? hid_t(bf16) : H5T_NATIVE_FLOAT;
@@ -387,7 +399,7 @@ void write_checkpoint(const std::string& path, const Config& cfg, const Checkpoi
 
   const bool parallel = use_parallel();
   Hid bf16 = bf16_type();
-  const std::vector<Job> jobs = make_jobs(io, "/model", io.owns_params, true);
+  const std::vector<Job> jobs = make_jobs(io, "/model", io.owns_params, true, true);
   bool has_data = false;
   for (const auto& j : jobs) has_data = has_data || j.n > 0;
 
@@ -480,7 +492,7 @@ TrainState read_checkpoint(const std::string& path, const Config& cfg, const Che
              "use it with checkpoint.init_from (weights only) instead",
              "checkpoint {} holds no optimizer state, which resuming needs", path);
   const auto jobs =
-      make_jobs(io, has_master ? "/optimizer/master" : "/model", true, with_optimizer);
+      make_jobs(io, has_master ? "/optimizer/master" : "/model", true, with_optimizer, false);
   Hid bf16 = bf16_type();
   Hid dxpl = transfer_list(parallel, path);
   for (const auto& j : jobs) transfer(file, j, dxpl, parallel, bf16, false, path);

@@ -1,6 +1,5 @@
 // checkpoint_info.cpp — checkpoint names, the newest one in a directory, `longctx info`, and the
 // flat-range -> blocks mapping that places ZeRO shards in the full tensors.
-#include <fmt/ranges.h>
 #include <hdf5.h>
 
 #include <charconv>
@@ -11,6 +10,15 @@
 
 namespace longctx {
 namespace fs = std::filesystem;
+
+static std::string shape_str(const std::vector<int64_t>& v) {  // "264,32"
+  std::string s;
+  for (int64_t x : v) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(x);
+  }
+  return s;
+}
 
 // ---- flat range -> slabs ----------------------------------------------------------------------
 
@@ -48,7 +56,7 @@ std::vector<Slab> flat_range_slabs(const std::vector<int64_t>& shape, int64_t lo
   CHECK(!shape.empty(), "flat_range_slabs: a tensor needs at least one dimension");
   int64_t n = 1;
   for (int64_t d : shape) {
-    CHECK(d > 0, "flat_range_slabs: empty dimension in shape [{}]", fmt::join(shape, ", "));
+    CHECK(d > 0, "flat_range_slabs: empty dimension in shape [{}]", shape_str(shape));
     n *= d;
   }
   CHECK(0 <= lo && lo <= hi && hi <= n, "flat_range_slabs: range [{}, {}) outside [0, {})", lo, hi,
@@ -145,9 +153,9 @@ std::string checkpoint_summary(const std::string& path) {
       continue;
     ++found, params += t.numel;
     if (!t.name.starts_with("layers/"))
-      outer += fmt::format(" {}[{}]", t.name, fmt::join(t.shape, ","));
+      outer += fmt::format(" {}[{}]", t.name, shape_str(t.shape));
     else if (t.name.starts_with("layers/00/"))
-      layer += fmt::format(" {}[{}]", t.name.substr(10), fmt::join(t.shape, ","));
+      layer += fmt::format(" {}[{}]", t.name.substr(10), shape_str(t.shape));
   }
   const bool has_opt = H5Lexists(file, "/optimizer", H5P_DEFAULT) > 0;
   uint64_t seed = 0;

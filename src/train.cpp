@@ -1,6 +1,6 @@
 // train.cpp — the training driver (see train.h): one optimizer step is batch_accum micro-batches of
-// forward+backward, the gradient reduced and normalised by the number of target tokens, clipped,
-// then AdamW on this rank's shard and the parameters refreshed from the master weights.
+// forward+backward, the gradient reduced over dp×sp into ZeRO-1 shards and normalised by the
+// number of target tokens, clipped, then AdamW on the shard and the parameters all-gathered.
 #include "longctx/train.h"
 
 #include <cblas.h>
@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -19,9 +20,6 @@ namespace fs = std::filesystem;
 
 namespace longctx {
 
-static void prune_checkpoints(const Config& cfg);
-static void remove_run_outputs(const Config& cfg);
-
 static void set_threads(const Config& cfg, int world_size) {
   int n = cfg.run.threads;
   if (n == 0) n = world_size > 1 ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
@@ -31,15 +29,22 @@ static void set_threads(const Config& cfg, int world_size) {
 
 Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     : cfg_(cfg), opt_(opt), topo_(Topology::create(cfg, world)) {
-  CHECK_HINT(topo_.world_size == 1, "run it on one rank with [parallel] dp = tp = sp = 1",
-             "{}: parallel layouts other than 1×1×1 are not implemented yet", cfg.deck_path);
   set_threads(cfg_, topo_.world_size);
-  layout_ = make_param_layout(cfg_.model);
-  const auto n = size_t(layout_.total);
-  params_.assign(n, 0.0f), grads_.assign(n, 0.0f);
-  master_.assign(n, 0.0f), m_.assign(n, 0.0f), v_.assign(n, 0.0f);
+  tp_ = std::make_unique<MpiComm>(topo_.tp_comm);
+  sp_ = std::make_unique<MpiComm>(topo_.sp_comm);
+  dpsp_ = std::make_unique<MpiComm>(topo_.dpsp_comm);
+  world_ = std::make_unique<MpiComm>(topo_.cart);
+  layout_ = make_param_layout(cfg_.model, topo_.tp_rank, topo_.tp);
+  const int64_t D = dpsp_->size();
+  shard_n_ = (layout_.total + D - 1) / D;
+  shard_lo_ = std::min(layout_.total, dpsp_->rank() * shard_n_);
+  shard_hi_ = std::min(layout_.total, shard_lo_ + shard_n_);
+  params_.assign(size_t(D * shard_n_), 0.0f), grads_.assign(params_.size(), 0.0f);
+  for (auto* v : {&master_, &m_, &v_, &gshard_}) v->assign(size_t(shard_n_), 0.0f);
   data_ = open_data(cfg_);
   st_.seed = cfg_.run.seed;
+  if (const char* f = std::getenv("LONGCTX_FAIL_AT"))  // "rank:step", a test hook
+    CHECK(std::sscanf(f, "%ld:%ld", &fail_rank_, &fail_step_) == 2, "LONGCTX_FAIL_AT='{}': expected rank:step", f);
 
   const bool root = topo_.world_rank == 0;
   if (opt_.fresh && root) remove_run_outputs(cfg_);
@@ -48,8 +53,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   CHECK_HINT(opt_.resume || from.empty(),
              "pass --resume to continue that run, or --fresh to delete its checkpoints and metrics",
              "{} already holds checkpoints of a run ({})", cfg_.checkpoint.dir, from);
-  CheckpointIO io{&layout_, params_.data(), true, 0, layout_.total, master_.data(), m_.data(),
-                  v_.data()};
+  CheckpointIO io = checkpoint_io();
   if (!from.empty()) {
     st_ = read_checkpoint(from, cfg_, io, /*with_optimizer=*/true, topo_.cart);
     CHECK_HINT(st_.stage < int64_t(cfg_.stages.size()), "resume with the deck that wrote it",
@@ -58,27 +62,33 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     if (st_.seed != cfg_.run.seed && root)
       log_warn("checkpoint seed {} differs from run.seed {}; continuing with the checkpoint's",
                st_.seed, cfg_.run.seed);
-    std::copy(master_.begin(), master_.end(), params_.begin());
   } else if (!cfg_.checkpoint.init_from.empty()) {
     const TrainState src = read_checkpoint(cfg_.checkpoint.init_from, cfg_, io, false, topo_.cart);
-    std::copy(params_.begin(), params_.end(), master_.begin());
+    std::copy(params_.begin() + shard_lo_, params_.begin() + shard_hi_, master_.begin());
     if (root)
       log_info("initialised from {} (global step {}, seq_len {}, rope_theta {:g}); fresh optimizer",
                cfg_.checkpoint.init_from, src.global_step, src.seq_len, src.rope_theta);
   } else {
     init_params(cfg_.model, layout_, cfg_.run.seed, params_.data());
-    std::copy(params_.begin(), params_.end(), master_.begin());
+    std::copy(params_.begin() + shard_lo_, params_.begin() + shard_hi_, master_.begin());
   }
-  adamw_ = std::make_unique<AdamW>(cfg_.optim, layout_, 0, layout_.total);
-  model_ = std::make_unique<Model>(cfg_.model, layout_, params_.data(), grads_.data());
+  adamw_ = std::make_unique<AdamW>(cfg_.optim, layout_, shard_lo_, shard_hi_);
+  const ModelParallel par{tp_.get(), sp_.get(), cfg_.parallel.tp_mode == "reduce_scatter",
+                          cfg_.parallel.ring == "zigzag"};
+  model_ = std::make_unique<Model>(cfg_.model, layout_, params_.data(), grads_.data(), par);
+  const TpShard s = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
+  if (s.kv_replica || cfg_.model.n_kv_heads < topo_.tp)
+    kv_fix_.resize(size_t(2 * cfg_.model.n_layers * cfg_.model.n_kv_heads * cfg_.model.head_size() *
+                          cfg_.model.d_model));
 
   if (root) {
     fs::create_directories(cfg_.run.out_dir);
     const std::string metrics = (fs::path(cfg_.run.out_dir) / "metrics.jsonl").string();
     metrics_ = open_metrics(metrics, from.empty() ? -1 : st_.global_step);
     if (!opt_.quiet) {
-      log_info("longctx {} | {} | {} parameters | data: {}", kVersion, topo_.describe(),
-               layout_.total, data_->describe());
+      log_info("longctx {} | {} | {} parameters ({} on this rank, ZeRO-1 shard {}) | data: {}",
+               kVersion, topo_.describe(), make_param_layout(cfg_.model).total, layout_.total,
+               shard_n_, data_->describe());
       if (from.empty()) log_info("starting a new run in {}", cfg_.run.out_dir);
       else log_info("resuming {} from {}", cfg_.run.out_dir, from);
     }
@@ -88,58 +98,119 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
 
 Trainer::~Trainer() {
   if (metrics_) std::fclose(metrics_);
+  model_.reset();
+  tp_.reset(), sp_.reset(), dpsp_.reset(), world_.reset();
   topo_.free();
 }
 
 void Trainer::start_stage() {
   const StageConfig& s = cfg_.stages[size_t(st_.stage)];
-  std::vector<int64_t> pos(size_t(s.seq_len));
-  for (int64_t t = 0; t < s.seq_len; ++t) pos[size_t(t)] = t;
-  model_->configure(s.micro_batch, s.seq_len, pos, s.rope_theta);
+  model_->configure(s.micro_batch, s.seq_len, s.rope_theta);
+  positions_ = model_->seq().positions();
+  const int64_t Tl = model_->seq().T_loc;
   sample_.resize(size_t(s.seq_len + 1));
-  tokens_.resize(size_t(s.micro_batch * s.seq_len));
+  tokens_.resize(size_t(s.micro_batch * Tl));
   targets_.resize(tokens_.size());
   configured_stage_ = st_.stage;
   st_.seq_len = s.seq_len, st_.rope_theta = s.rope_theta;
   if (topo_.world_rank == 0 && !opt_.quiet)
-    log_info("stage {}/{}: seq_len {} rope_theta {:g} steps {} batch {}×{} | activations {:.1f} MiB",
-             st_.stage + 1, cfg_.stages.size(), s.seq_len, s.rope_theta, s.steps, s.batch_accum,
-             s.micro_batch, double(model_->activation_bytes()) / (1 << 20));
+    log_info("stage {}/{}: seq_len {} rope_theta {:g} steps {} batch {}×{}×{} | {} tokens per rank "
+             "| activations {:.1f} MiB",
+             st_.stage + 1, cfg_.stages.size(), s.seq_len, s.rope_theta, s.steps, topo_.dp,
+             s.batch_accum, s.micro_batch, Tl, double(model_->activation_bytes()) / (1 << 20));
+}
+
+LossSum Trainer::accumulate_gradient() {
+  if (configured_stage_ != st_.stage) start_stage();
+  const StageConfig& s = cfg_.stages[size_t(st_.stage)];
+  if (st_.global_step + 1 == fail_step_ && topo_.world_rank == fail_rank_)
+    FAIL_ERROR("injected failure on rank {} at step {} (LONGCTX_FAIL_AT)", fail_rank_, fail_step_);
+  const int64_t Tl = model_->seq().T_loc;
+  std::fill(grads_.begin(), grads_.end(), 0.0f);
+  LossSum tot;
+  for (int64_t a = 0; a < s.batch_accum; ++a) {
+    for (int64_t b = 0; b < s.micro_batch; ++b) {  // sample index in the step's global batch
+      const int64_t g = (topo_.dp_rank * s.batch_accum + a) * s.micro_batch + b;
+      data_->sample(st_.global_step, g, s.seq_len + 1, sample_.data());
+      for (int64_t t = 0; t < Tl; ++t) {
+        tokens_[size_t(b * Tl + t)] = sample_[size_t(positions_[size_t(t)])];
+        targets_[size_t(b * Tl + t)] = sample_[size_t(positions_[size_t(t)] + 1)];
+      }
+    }
+    const LossSum r = model_->forward_backward(tokens_.data(), targets_.data());
+    tot.sum += r.sum, tot.count += r.count;
+  }
+  // Tensor-parallel fix-ups: blocks held by several tp ranks get the sum of their partials.
+  if (model_->norm_grads_partial())
+    for (const auto& t : layout_.tensors)
+      if (t.is_norm) tp_->all_reduce_sum(grads_.data() + t.offset, t.numel);
+  if (!kv_fix_.empty()) {  // replicated K/V heads: each rank added its own query heads' part
+    std::fill(kv_fix_.begin(), kv_fix_.end(), 0.0f);
+    const int64_t blk = cfg_.model.head_size() * cfg_.model.d_model;
+    const int64_t per = cfg_.model.n_kv_heads * blk;
+    const TpShard sh = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
+    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
+      for (int w = 0; w < 2; ++w) {
+        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
+        if (!t.replica) std::copy_n(grads_.begin() + t.offset, blk, kv_fix_.begin() + (2 * l + w) * per + sh.kv_head0 * blk);
+      }
+    // Owners contribute their block once; replicas add theirs on top of it.
+    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
+      for (int w = 0; w < 2; ++w) {
+        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
+        if (t.replica)
+          for (int64_t i = 0; i < blk; ++i)
+            kv_fix_[size_t((2 * l + w) * per + sh.kv_head0 * blk + i)] += grads_[size_t(t.offset + i)];
+      }
+    tp_->all_reduce_sum(kv_fix_.data(), int64_t(kv_fix_.size()));
+    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
+      for (int w = 0; w < 2; ++w) {
+        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
+        std::copy_n(kv_fix_.begin() + (2 * l + w) * per + sh.kv_head0 * blk, blk, grads_.begin() + t.offset);
+      }
+  }
+  // Data and sequence parallel: sum over dp×sp, each rank keeping its ZeRO-1 shard.
+  dpsp_->reduce_scatter_sum(grads_.data(), gshard_.data(), shard_n_);
+  double stats[2] = {tot.sum, double(tot.count)};
+  dpsp_->all_reduce_sum(stats, 2);
+  tot.sum = stats[0], tot.count = int64_t(stats[1]);
+  CHECK(tot.count > 0, "step {}: no target tokens in the batch", st_.global_step + 1);
+  const float inv = float(1.0 / double(tot.count));
+  for (auto& g : gshard_) g *= inv;
+  return tot;
+}
+
+double Trainer::compute_gradient() {
+  const LossSum r = accumulate_gradient();
+  return r.sum / double(r.count);
 }
 
 StepRecord Trainer::step() {
   const StageConfig& s = cfg_.stages[size_t(st_.stage)];
   const double t0 = MPI_Wtime();
-  const int64_t T = s.seq_len;
-  std::fill(grads_.begin(), grads_.end(), 0.0f);
-  LossSum tot;
-  for (int64_t a = 0; a < s.batch_accum; ++a) {
-    for (int64_t b = 0; b < s.micro_batch; ++b) {
-      data_->sample(st_.global_step, a * s.micro_batch + b, T + 1, sample_.data());
-      std::copy_n(sample_.begin(), T, tokens_.begin() + b * T);
-      std::copy_n(sample_.begin() + 1, T, targets_.begin() + b * T);
-    }
-    const LossSum r = model_->forward_backward(tokens_.data(), targets_.data());
-    tot.sum += r.sum, tot.count += r.count;
+  const LossSum tot = accumulate_gradient();
+  // Global gradient norm: each logical element counted once (replicas skipped), summed everywhere.
+  double ss = 0.0;
+  for (const auto& t : layout_.tensors) {
+    const int64_t b = std::max(shard_lo_, t.offset), e = std::min(shard_hi_, t.offset + t.numel);
+    if (b < e && !t.replica) ss += sum_squares(gshard_.data() + (b - shard_lo_), e - b);
   }
-  CHECK(tot.count > 0, "step {}: no target tokens in the batch", st_.global_step + 1);
-  const float inv = float(1.0 / double(tot.count));
-  for (auto& g : grads_) g *= inv;
-  const double gnorm = std::sqrt(sum_squares(grads_.data(), layout_.total));
+  world_->all_reduce_sum(&ss, 1);
+  const double gnorm = std::sqrt(ss);
   CHECK_HINT(std::isfinite(gnorm), "lower optim.lr or raise optim.warmup_steps",
              "step {}: the gradient norm is {} (loss {})", st_.global_step + 1, gnorm,
              tot.sum / double(tot.count));
   if (cfg_.optim.grad_clip > 0.0 && gnorm > cfg_.optim.grad_clip) {
     const float c = float(cfg_.optim.grad_clip / gnorm);
-    for (auto& g : grads_) g *= c;
+    for (auto& g : gshard_) g *= c;
   }
   const double lr = lr_at(cfg_.optim, st_.global_step, cfg_.total_steps());
-  adamw_->step(master_.data(), grads_.data(), m_.data(), v_.data(), lr, st_.global_step + 1);
-  std::copy(master_.begin(), master_.end(), params_.begin());
+  adamw_->step(master_.data(), gshard_.data(), m_.data(), v_.data(), lr, st_.global_step + 1);
+  dpsp_->all_gather(master_.data(), params_.data(), shard_n_);
 
   st_.stage_step += 1, st_.global_step += 1;
   st_.tokens_seen += tot.count;
-  st_.samples_seen += s.batch_accum * s.micro_batch;
+  st_.samples_seen += topo_.dp * s.batch_accum * s.micro_batch;
   return {st_.stage + 1, st_.stage_step, st_.global_step, tot.sum / double(tot.count), gnorm, lr,
           tot.count, MPI_Wtime() - t0};
 }
@@ -158,7 +229,6 @@ void Trainer::run(int64_t max_steps) {
       continue;
     }
     if (max_steps >= 0 && taken >= max_steps) return;
-    if (configured_stage_ != st_.stage) start_stage();
     const StepRecord r = step();
     ++taken;
     history_.push_back(r);
@@ -179,8 +249,8 @@ void Trainer::log_step(const StepRecord& r) {
   for (size_t i = size_t(st_.stage); i < cfg_.stages.size(); ++i) {
     const auto& s = cfg_.stages[i];
     const int64_t steps = s.steps - (int64_t(i) == st_.stage ? st_.stage_step : 0);
-    left += double(steps * s.batch_accum * s.micro_batch * s.seq_len) * double(s.seq_len) /
-            double(cfg_.stages[size_t(st_.stage)].seq_len);
+    left += double(steps * topo_.dp * s.batch_accum * s.micro_batch * s.seq_len) *
+            double(s.seq_len) / double(cfg_.stages[size_t(st_.stage)].seq_len);
   }
   StepLine line{r, cfg_.stages.size(), cfg_.stages[size_t(st_.stage)].steps, st_.seq_len,
                 st_.rope_theta, rate, model_->flops_per_token_fwd() * 3.0 * rate,
@@ -188,54 +258,6 @@ void Trainer::log_step(const StepRecord& r) {
   if (!opt_.quiet && (r.global_step % cfg_.run.log_every == 0 || r.stage_step == line.stage_steps))
     print_step_line(line);
   write_metrics(metrics_, line);
-}
-
-void Trainer::save(const std::string& path) {
-  CheckpointIO io{&layout_, params_.data(), true, 0, layout_.total, master_.data(), m_.data(),
-                  v_.data()};
-  write_checkpoint(path, cfg_, io, st_, topo_.cart);
-}
-
-// Keeps the newest checkpoint.keep checkpoints, and always the one at the end of each stage.
-static void prune_checkpoints(const Config& cfg) {
-  std::vector<int64_t> ends;
-  int64_t sum = 0;
-  for (const auto& s : cfg.stages) ends.push_back(sum += s.steps);
-  std::vector<std::pair<int64_t, fs::path>> found;
-  for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() == 15 && n.starts_with("ckpt_") && n.ends_with(".h5"))
-      found.emplace_back(std::stoll(n.substr(5, 7)), e.path());
-  }
-  std::sort(found.rbegin(), found.rend());
-  int64_t kept = 0;
-  for (const auto& [step, path] : found) {
-    if (std::find(ends.begin(), ends.end(), step) != ends.end()) continue;
-    if (++kept > cfg.checkpoint.keep) fs::remove(path);
-  }
-}
-
-// --fresh: the checkpoints and metrics of an earlier run of this deck go away.
-static void remove_run_outputs(const Config& cfg) {
-  std::error_code ec;
-  if (fs::is_directory(cfg.checkpoint.dir, ec))
-    for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.starts_with("ckpt_") && (n.ends_with(".h5") || n.ends_with(".h5.tmp"))) fs::remove(e.path());
-    }
-  fs::remove(fs::path(cfg.run.out_dir) / "metrics.jsonl", ec);
-}
-
-void Trainer::maybe_checkpoint(bool stage_end) {
-  const int64_t every = cfg_.checkpoint.every;
-  if (!stage_end && !(every > 0 && st_.global_step % every == 0)) return;
-  const std::string path = checkpoint_path(cfg_.checkpoint.dir, st_.global_step);
-  const double t0 = MPI_Wtime();
-  save(path);
-  if (topo_.world_rank == 0) {
-    if (!opt_.quiet) log_info("checkpoint {} ({:.2f} s)", path, MPI_Wtime() - t0);
-    if (cfg_.checkpoint.keep > 0) prune_checkpoints(cfg_);
-  }
 }
 
 int train_main(const std::string& deck, const std::vector<std::string>& overrides,

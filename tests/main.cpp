@@ -8,6 +8,8 @@
 #include <mpi.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "util.h"
 
@@ -21,6 +23,17 @@ int main(int argc, char** argv) {
                 (unsigned long long)longctx::test::fresh_seed());
   Catch::Session session;
   int rc = session.applyCommandLine(argc, argv);
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1 && rank != 0 && rc == 0) {  // under mpirun: rank 0 reports, the others to a file
+    std::filesystem::create_directories("build/tmp");
+    const std::string log = "build/tmp/mpi-rank" + std::to_string(rank) + ".log";
+#if defined(LONGCTX_CATCH3)
+    session.configData().defaultOutputFilename = log;
+#else
+    session.configData().outputFilename = log;
+#endif
+  }
   if (rc == 0) rc = session.run();
   MPI_Finalize();
   return rc;

@@ -42,7 +42,7 @@ Naive naive(const cpu::AttnShape& s, const std::vector<float>& q, const std::vec
         }
         double sum = 0;
         for (int64_t j = 0; j < s.Tk; ++j) sum += (p[j] = std::isinf(sc[j]) ? 0.0 : std::exp(sc[j] - mx));
-        r.lse[(b * s.NH + h) * s.Tq + t] = sum > 0 ? mx + std::log(sum) : -INFINITY;
+        r.lse[(b * s.Tq + t) * s.NH + h] = sum > 0 ? mx + std::log(sum) : -INFINITY;
         if (sum == 0) continue;
         for (int64_t j = 0; j < s.Tk; ++j) p[j] /= sum;
         for (int64_t j = 0; j < s.Tk; ++j)
@@ -122,8 +122,7 @@ TEST_CASE("ring-step interface: partials over 2, 4 and 8 key blocks merge to ful
       }
       std::vector<double> ro(o.size()), rl(lse.size());
       std::copy_n(r.o.begin() + qb * Tb * NH * HS, o.size(), ro.begin());
-      for (int64_t h = 0; h < NH; ++h)
-        for (int64_t t = 0; t < Tb; ++t) rl[h * Tb + t] = r.lse[h * T + qb * Tb + t];
+      std::copy_n(r.lse.begin() + qb * Tb * NH, rl.size(), rl.begin());
       INFO("blocks " << nblk << " query block " << qb);
       CHECK(tol_ratio(o.data(), ro.data(), o.size(), kAtolO, kRtolO) <= 1.0);
       CHECK(tol_ratio(lse.data(), rl.data(), lse.size(), kAtolO, kRtolO) <= 1.0);

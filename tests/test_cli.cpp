@@ -111,3 +111,48 @@ TEST_CASE("pack-text, then train on the token file; bad token files are refused"
                         " --set data.kind=tokens --set data.path=" + dir + "/missing.h5", &out) != 0);
   CHECK(contains(out, "missing.h5"));
 }
+
+TEST_CASE("a failure on one rank ends every rank, with its message, never a hang", "[e2e]") {
+  const std::string dir = temp_dir("cli-fail");
+  std::string out;
+  // Rank 3 of 4 throws at step 2 while the others are inside collectives of that step.
+  int rc = run_command("LONGCTX_FAIL_AT=3:2 timeout 120 " + mpirun() + " -x LONGCTX_FAIL_AT -np 4 " + kBin +
+                           " train input/tiny_tp2_sp2.toml" + quick(dir), &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(rc != 124);  // 124: timeout killed it, i.e. the other ranks hung
+  CHECK(contains(out, "[rank 3]"));
+  CHECK(contains(out, "injected failure on rank 3 at step 2"));
+  // A layout that does not match the number of ranks is refused before any work, naming every factor.
+  rc = run_command("timeout 120 " + mpirun() + " -np 3 " + kBin + " train input/tiny_tp2_sp2.toml" +
+                       quick(dir + "/b"), &out);
+  CHECK(rc != 0);
+  CHECK(rc != 124);
+  CHECK(contains(out, "1 × 2 × 2 = 4, but there are 3 MPI ranks"));
+  // A data file that fails on open is reported and ends all ranks too.
+  rc = run_command("timeout 120 " + mpirun() + " -np 4 " + kBin + " train input/tiny_tp2_sp2.toml" +
+                       quick(dir + "/c") + " --set data.kind=tokens --set data.path=" + dir + "/none.h5", &out);
+  CHECK(rc != 0);
+  CHECK(rc != 124);
+  CHECK(contains(out, "none.h5"));
+}
+
+TEST_CASE("the 4-rank example deck trains like the 1-rank one", "[e2e]") {
+  const std::string dir = temp_dir("cli-tp2sp2");
+  std::string one, four;
+  REQUIRE(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir + "/one"), &one) == 0);
+  const int rc = run_command("timeout 300 " + mpirun() + " -np 4 " + kBin + " train input/tiny_tp2_sp2.toml" +
+                                 quick(dir + "/four"), &four);
+  INFO(four);
+  REQUIRE(rc == 0);
+  CHECK(contains(four, "process grid dp×sp×tp = 1×2×2 (4 ranks)"));
+  // The same 5 step lines, loss to the printed 4 decimals (fp32 rounding differs far below that).
+  auto losses = [](const std::string& log) {
+    std::vector<std::string> v;
+    for (size_t at = log.find("| loss "); at != std::string::npos; at = log.find("| loss ", at + 1))
+      v.push_back(log.substr(at + 7, 6));
+    return v;
+  };
+  CHECK(losses(one).size() == 5);
+  CHECK(losses(one) == losses(four));
+}

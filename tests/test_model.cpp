@@ -31,12 +31,6 @@ struct Batch {
   }
 };
 
-std::vector<int64_t> positions(int64_t T) {
-  std::vector<int64_t> p(T);
-  for (int64_t t = 0; t < T; ++t) p[t] = t;
-  return p;
-}
-
 }  // namespace
 
 TEST_CASE("whole-model gradient matches finite differences", "[grad]") {
@@ -48,7 +42,7 @@ TEST_CASE("whole-model gradient matches finite differences", "[grad]") {
     for (auto& p : params) p += 0.05f * float(randn(1)[0]);  // norms away from exactly 1
     Model model(m, layout, params.data(), grads.data());
     const int64_t B = 2, T = 70;  // T > one 64-row attention tile
-    model.configure(B, T, positions(T), 500.0);
+    model.configure(B, T, 500.0);
     Batch batch(B, T, m.vocab_size);
     const LossSum ls = model.forward_backward(batch.tok.data(), batch.tgt.data());
     REQUIRE(ls.count == B * T - 1);
@@ -86,11 +80,11 @@ TEST_CASE("activation recompute gives bit-identical loss and gradients", "[grad]
   const int64_t B = 1, T = 33;
   Batch batch(B, T, m.vocab_size);
   Model a(m, layout, params.data(), g1.data());
-  a.configure(B, T, positions(T), 1e4);
+  a.configure(B, T, 1e4);
   const LossSum la = a.forward_backward(batch.tok.data(), batch.tgt.data());
   m.recompute = true;
   Model b(m, layout, params.data(), g2.data());
-  b.configure(B, T, positions(T), 1e4);
+  b.configure(B, T, 1e4);
   const LossSum lb = b.forward_backward(batch.tok.data(), batch.tgt.data());
   CHECK(la.sum == lb.sum);
   CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
@@ -119,4 +113,24 @@ TEST_CASE("initialisation is deterministic and layout independent", "[op]") {
   double ss = 0;
   for (int64_t i = 0; i < e.numel; ++i) ss += double(a[e.offset + i]) * a[e.offset + i];
   CHECK(std::sqrt(ss / e.numel) == Approx(m.init_std).epsilon(0.05));
+}
+
+TEST_CASE("reconfiguring for a new stage shape equals a fresh model", "[grad]") {
+  // Stage 1 (B=4, T=32) then stage 2 (B=1, T=128): as many rows, four times the positions.
+  const ModelConfig m = tiny_model(false, 2);
+  const ParamLayout layout = make_param_layout(m);
+  std::vector<float> params(layout.total), g1(layout.total, 0.0f), g2(layout.total, 0.0f);
+  init_params(m, layout, fresh_seed(), params.data());
+  Batch first(4, 32, m.vocab_size), second(1, 128, m.vocab_size);
+  Model reused(m, layout, params.data(), g1.data());
+  reused.configure(4, 32, 1e4);
+  reused.forward_backward(first.tok.data(), first.tgt.data());
+  std::fill(g1.begin(), g1.end(), 0.0f);
+  reused.configure(1, 128, 5e4);
+  const LossSum a = reused.forward_backward(second.tok.data(), second.tgt.data());
+  Model fresh(m, layout, params.data(), g2.data());
+  fresh.configure(1, 128, 5e4);
+  const LossSum b = fresh.forward_backward(second.tok.data(), second.tgt.data());
+  CHECK(a.sum == b.sum);
+  CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * sizeof(float)) == 0);
 }

@@ -5,6 +5,7 @@
 
 #include "catch.h"
 #include "grad_check.h"
+#include "longctx/lm_head.h"
 #include "longctx/ops.h"
 #include "longctx/optim.h"
 #include "util.h"
@@ -129,13 +130,21 @@ TEST_CASE("embedding gathers rows and scatters gradients", "[op][grad]") {
   for (int64_t n = 0; n < N; ++n) tok[n] = int32_t((n * 7 + 3) % V);
   tok[5] = tok[9];  // a repeated token accumulates twice
   std::vector<float> out(N * C), dt(V * C, 0.0f);
-  cpu::embedding_fwd(out.data(), tok.data(), table.data(), N, C);
+  cpu::embedding_fwd(out.data(), tok.data(), table.data(), N, C, 0, V);
   for (int64_t n = 0; n < N; ++n) REQUIRE(std::memcmp(&out[n * C], &table[tok[n] * C], C * 4) == 0);
-  cpu::embedding_bwd(dt.data(), dout.data(), tok.data(), N, C);
+  cpu::embedding_bwd(dt.data(), dout.data(), tok.data(), N, C, 0, V);
   std::vector<double> ref(V * C, 0.0);
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) ref[tok[n] * C + c] += dout[n * C + c];
   CHECK(tol_ratio(dt.data(), ref.data(), dt.size(), 1e-6, 1e-6) <= 1.0);
+  // A vocabulary slice [20, 35): rows of other tokens are zero, gradients land only in the slice.
+  std::vector<float> part(N * C), dpart(15 * C, 0.0f);
+  cpu::embedding_fwd(part.data(), tok.data(), table.data() + 20 * C, N, C, 20, 15);
+  cpu::embedding_bwd(dpart.data(), dout.data(), tok.data(), N, C, 20, 15);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      REQUIRE(part[n * C + c] == (tok[n] >= 20 && tok[n] < 35 ? table[tok[n] * C + c] : 0.0f));
+  for (int64_t i = 0; i < 15 * C; ++i) REQUIRE(dpart[i] == dt[20 * C + i]);
 }
 
 TEST_CASE("chunked LM-head cross-entropy equals the full-logits formula", "[op][grad]") {
@@ -160,21 +169,21 @@ TEST_CASE("chunked LM-head cross-entropy equals the full-logits formula", "[op][
   std::vector<float> logits(N * V), dx(N * C), dW(V * C, 0.0f);
   for (int64_t chunk : {int64_t(1), int64_t(7), N}) {
     int64_t count = 0;
-    const double l = cpu::lm_head_xent(x.data(), W.data(), tgt.data(), N, C, V, nullptr, nullptr,
-                                       1.0f, logits.data(), chunk, &count);
+    const double l = lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr,
+                                       1.0f, logits.data(), chunk, &count, nullptr);
     CHECK(count == N - 2);
     CHECK(l == Approx(ref).epsilon(1e-5));  // fp32 logits, double sums: ~1e-6 relative
   }
   const float scale = 0.37f;
-  cpu::lm_head_xent(x.data(), W.data(), tgt.data(), N, C, V, dx.data(), dW.data(), scale,
-                    logits.data(), 8, nullptr);
+  lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, dx.data(), dW.data(), scale,
+                    logits.data(), 8, nullptr, nullptr);
   for (int64_t c = 0; c < C; ++c) {  // rows without a target get no gradient
     REQUIRE(dx[3 * C + c] == 0.0f);
     REQUIRE(dx[17 * C + c] == 0.0f);
   }
   auto loss = [&] {
-    return scale * cpu::lm_head_xent(x.data(), W.data(), tgt.data(), N, C, V, nullptr, nullptr, 1.0f,
-                                     logits.data(), 8, nullptr);
+    return scale * lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f,
+                                     logits.data(), 8, nullptr, nullptr);
   };
   for (int rep = 0; rep < 3; ++rep) {
     auto c = directional(loss, {x.data(), W.data()}, {x.size(), W.size()}, {dx.data(), dW.data()}, 1e-3);

@@ -4,7 +4,7 @@
 //   /              attrs format="longctx-checkpoint", format_version, software_version
 //   /config        attr deck (the resolved deck, TOML text) and each value as an attribute
 //   /state         attrs stage, stage_step, global_step, tokens_seen, samples_seen, seq_len,
-//                  rope_theta, seed, adam_step
+//                  rope_theta, seed (AdamW's step count is global_step)
 //   /model/...     bf16 (an HDF5 float type with bf16's bit layout), names from ParamLayout
 //   /optimizer/{master,m,v}/...   fp32, same tree
 // Every dataset is chunked with the Fletcher32 checksum filter. Written to PATH.tmp and renamed

@@ -39,18 +39,19 @@ void rope_apply(float* x, const float* cos_t, const float* sin_t, int64_t B, int
 // the global sequence: query row t has global position q_pos0 + t, key row s has k_pos0 + s.
 // causal: key visible iff k_pos0 + s <= q_pos0 + t; otherwise all keys visible.
 // Query head h reads key/value head h / (NH/NKV). scale = 1/sqrt(HS). Never forms a T×T buffer.
+// lse and delta are (B, Tq, NH) so that a block of query rows is a contiguous slice of them too.
 struct AttnShape {
   int64_t B, Tq, Tk, NH, NKV, HS;
   int64_t q_pos0 = 0, k_pos0 = 0;
   bool causal = true;
 };
-// o (B,Tq,NH,HS), lse (B,NH,Tq) = log sum_s exp(score): with merge = false they are written;
+// o (B,Tq,NH,HS), lse (B,Tq,NH) = log sum_s exp(score): with merge = false they are written;
 // with merge = true the block's result is merged into the existing (o, lse) exactly
 // (lse' = log(e^lse + e^lse_blk), o rescaled by the two weights). Rows that see no key of the
 // block get lse = -inf and o = 0 (or are left unchanged when merging).
 void attention_fwd(float* o, float* lse, const float* q, const float* k, const float* v,
                    const AttnShape& s, bool merge);
-// delta (B,NH,Tq) = rowsum(dO ∘ O): the softmax-backward term, computed once from the final O.
+// delta (B,Tq,NH) = rowsum(dO ∘ O): the softmax-backward term, computed once from the final O.
 void attention_delta(float* delta, const float* o, const float* dout, const AttnShape& s);
 // dq, dk, dv += the gradients through this block, from the FINAL lse and delta of the queries.
 void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q,
@@ -62,18 +63,27 @@ void swiglu_fwd(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                 int64_t n);
 
-// ---- embedding (src/cpu/embedding.cpp): out[n] = table[tok[n]], table (V, C) ------------------
-void embedding_fwd(float* out, const int32_t* tok, const float* table, int64_t N, int64_t C);
-void embedding_bwd(float* dtable, const float* dout, const int32_t* tok, int64_t N, int64_t C);
+// ---- embedding (src/cpu/embedding.cpp): out[n] = table[tok[n] - v0] ------------------------
+// table (V, C) holds vocabulary rows [v0, v0 + V) (all of them on one rank, a tensor-parallel
+// slice otherwise); rows whose token is outside the slice get zeros (another rank supplies them).
+void embedding_fwd(float* out, const int32_t* tok, const float* table, int64_t N, int64_t C,
+                   int64_t v0, int64_t V);
+// dtable[tok[n] - v0] += dout[n] for tokens in the slice, in row order (deterministic).
+void embedding_bwd(float* dtable, const float* dout, const int32_t* tok, int64_t N, int64_t C,
+                   int64_t v0, int64_t V);
 
-// ---- LM head + cross-entropy (src/cpu/cross_entropy.cpp) --------------------------------------
-// loss_sum = sum over rows with target >= 0 of -log softmax(x @ W^T)[target], computed CHUNK rows
-// at a time (never all N·V logits). With dx/dW non-null, also the gradient of loss_sum * scale:
-// dx = (softmax - onehot) @ W · scale (written), dW += (softmax - onehot)^T @ x · scale.
-// `logits` is scratch of chunk·V floats. Returns loss_sum (double); *count = rows with a target.
-double lm_head_xent(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
-                    int64_t V, float* dx, float* dW, float scale, float* logits, int64_t chunk,
-                    int64_t* count);
+// ---- softmax cross-entropy pieces (src/cpu/cross_entropy.cpp) ------------------------------
+// z (rows, V) holds logits of the vocabulary slice [v0, v0 + V) (the whole vocabulary on one rank;
+// a tensor-parallel slice otherwise, the row statistics then reduced over the slices in between).
+// target (rows) in [-1, V_total); -1 = no loss at that row.
+void xent_row_max(const float* z, int64_t rows, int64_t V, float* mx);  // mx = max_j z
+// sum = sum_j exp(z - mx) (double); zt = z[target - v0] when the target is in the slice, else 0.
+void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, const int32_t* target,
+                  int64_t v0, double* sum, double* zt);
+// In place: z = scale·(softmax(z) - onehot(target)) with the GLOBAL mx and sum; rows without a
+// target get 0.
+void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
+               const int32_t* target, int64_t v0, float scale);
 
 // ---- AdamW (src/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,

@@ -28,6 +28,7 @@ struct ParamTensor {
   int64_t numel = 0;           // product of count
   bool decay = true;           // AdamW weight decay applies (false for norm weights)
   bool is_norm = false;        // RMSNorm weight: initialised to 1
+  bool replica = false;        // another tensor-parallel rank holds the same block and writes it
 };
 
 struct ParamLayout {
@@ -36,8 +37,22 @@ struct ParamLayout {
   const ParamTensor& find(const std::string& name) const;  // throws Error if absent
 };
 
-// The layout of the whole model on one rank (no tensor parallelism).
-ParamLayout make_param_layout(const ModelConfig& m);
+// What tensor-parallel rank `rank` of `size` holds (size 1: everything). Query heads, d_ff and the
+// vocabulary are split evenly; key/value heads too when NKV >= size, else each rank holds the one
+// key/value head its query heads read (replicated on size/NKV ranks; the first of them owns it).
+struct TpShard {
+  int rank = 0, size = 1;
+  int64_t NH, NKV, F, V;  // local counts
+  int64_t head0;          // first local query head
+  int64_t kv_head0;       // first local key/value head
+  int64_t v0;             // first local vocabulary row
+  bool kv_replica;        // this rank's K/V head block is a copy owned by another rank
+};
+TpShard tp_shard(const ModelConfig& m, int rank, int size);
+
+// The layout of this rank's blocks: column-parallel wq wk wv w_gate w_up (rows split), row-parallel
+// wo w_down (columns split), vocab-parallel embed and lm_head (rows split), norms replicated.
+ParamLayout make_param_layout(const ModelConfig& m, int tp_rank = 0, int tp = 1);
 
 // Deterministic initialisation, independent of the layout: element i (row-major index in the full
 // tensor) of tensor `name` is init_std · N(0,1) drawn from (seed, name, i); norms are 1.

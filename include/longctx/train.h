@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include "longctx/checkpoint.h"
+#include "longctx/comm.h"
 #include "longctx/config.h"
 #include "longctx/data.h"
 #include "longctx/model.h"
@@ -32,6 +33,13 @@ struct TrainOptions {
   int64_t stop_after_stage = 0;  // > 0: end the process after finishing this stage (1-based)
 };
 
+// Training on the process grid of cfg.parallel (dp × sp × tp ranks of `world`):
+//  - each data-parallel replica takes its own samples of the step's global batch; the sp ranks of
+//    a replica take their chunks of the same sequences; tp ranks share the same tokens;
+//  - gradients are summed over dp×sp (all those ranks hold the same parameters) with a
+//    reduce-scatter that leaves each rank its ZeRO-1 shard of the flat buffer; the loss is the
+//    token-weighted mean over dp×sp; AdamW updates the shard's fp32 master weights and moments,
+//    and the parameters are all-gathered again.
 class Trainer {
  public:
   Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt);
@@ -41,33 +49,53 @@ class Trainer {
   // Writes a checkpoint of the current state to path (collective).
   void save(const std::string& path);
 
+  // For tests: the gradient of the next step (normalised, before clipping), without updating;
+  // returns the step's mean loss. full_gradient()/full_params() assemble the whole model (the
+  // single-rank layout) on every rank from the shards.
+  double compute_gradient();
+  std::vector<float> full_gradient() const { return gather_full(gshard_); }
+  std::vector<float> full_params() const { return gather_full(master_); }
+
   const std::vector<StepRecord>& history() const { return history_; }
   const TrainState& state() const { return st_; }
-  const std::vector<float>& params() const { return params_; }
   const ParamLayout& layout() const { return layout_; }
   const Topology& topology() const { return topo_; }
 
  private:
   void start_stage();
+  LossSum accumulate_gradient();  // micro-batches, reductions: normalised gradient in gshard_
   StepRecord step();
   void maybe_checkpoint(bool stage_end);
   void log_step(const StepRecord& r);
+  CheckpointIO checkpoint_io();
+  std::vector<float> gather_full(const std::vector<float>& shard) const;
 
   Config cfg_;
   TrainOptions opt_;
   Topology topo_;
+  std::unique_ptr<MpiComm> tp_, sp_, dpsp_, world_;
   ParamLayout layout_;
-  std::vector<float> params_, grads_, master_, m_, v_;
+  int64_t shard_lo_ = 0, shard_hi_ = 0, shard_n_ = 0;  // ZeRO-1: [lo, hi) of the flat buffer
+  std::vector<float> params_, grads_;                  // flat, padded to dpsp·shard_n_
+  std::vector<float> master_, m_, v_, gshard_;         // shard_n_ each
+  std::vector<float> kv_fix_;                          // scratch: replicated K/V head gradients
   std::unique_ptr<Model> model_;
   std::unique_ptr<AdamW> adamw_;
   std::unique_ptr<DataSource> data_;
   TrainState st_;
   std::vector<int32_t> sample_, tokens_, targets_;
+  std::vector<int64_t> positions_;
   std::vector<StepRecord> history_;
   FILE* metrics_ = nullptr;
   double tok_per_s_ = 0.0, started_ = 0.0;
   int64_t configured_stage_ = -1;
+  int64_t fail_rank_ = -1, fail_step_ = -1;  // LONGCTX_FAIL_AT=rank:step (tests of error paths)
 };
+
+// Run outputs (src/train_io.cpp). prune: keeps the newest checkpoint.keep periodic checkpoints
+// (those at stage ends always stay); remove: --fresh deletes an earlier run's checkpoints and metrics.
+void prune_checkpoints(const Config& cfg);
+void remove_run_outputs(const Config& cfg);
 
 // `longctx train DECK [--set k=v]... [--resume|--fresh]`; returns the process exit code.
 int train_main(const std::string& deck, const std::vector<std::string>& overrides,

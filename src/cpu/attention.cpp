@@ -1,6 +1,6 @@
 // attention.cpp — blockwise (flash) attention, the CPU fp32 reference of the ring-step interface.
 //   fwd: o = softmax(q k^T * scale + mask) v per head, online softmax over key tiles of BK rows;
-//        q (B,Tq,NH,HS), k/v (B,Tk,NKV,HS) -> o (B,Tq,NH,HS), lse (B,NH,Tq). Merge mode folds the
+//        q (B,Tq,NH,HS), k/v (B,Tk,NKV,HS) -> o (B,Tq,NH,HS), lse (B,Tq,NH). Merge mode folds the
 //        block into an existing (o, lse) exactly. No Tq x Tk buffer: one BQ x BK tile per thread.
 //   bwd: recomputes each tile's probabilities from lse: P = exp(S - lse); dV += P^T dO;
 //        dS = P (dO v^T - delta); dQ += dS k scale; dK += dS^T q scale. Saved: q, k, v, o, lse.
@@ -88,7 +88,7 @@ void attention_fwd(float* o, float* lse, const float* q, const float* k, const f
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t i = t - t0;
             float* orow = o + ((b * s.Tq + t) * s.NH + h) * HS;
-            float& L = lse[(b * s.NH + h) * s.Tq + t];
+            float& L = lse[(b * s.Tq + t) * s.NH + h];
             const float* a = acc.data() + i * HS;
             const float blk = lrow[i] > 0.0f ? mrow[i] + std::log(lrow[i]) : kNegInf;
             if (!merge) {
@@ -113,7 +113,7 @@ void attention_delta(float* delta, const float* o, const float* dout, const Attn
     for (int64_t t = 0; t < s.Tq; ++t)
       for (int64_t h = 0; h < s.NH; ++h) {
         const int64_t row = ((b * s.Tq + t) * s.NH + h) * s.HS;
-        delta[(b * s.NH + h) * s.Tq + t] = dot(o + row, dout + row, s.HS);
+        delta[(b * s.Tq + t) * s.NH + h] = dot(o + row, dout + row, s.HS);
       }
 }
 
@@ -129,12 +129,12 @@ void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const flo
     for (int64_t kvh = 0; kvh < s.NKV; ++kvh)
       for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h)
         for (int64_t t = 0; t < s.Tq; ++t) {
-          const float L = lse[(b * s.NH + h) * s.Tq + t];
+          const float L = lse[(b * s.Tq + t) * s.NH + h];
           const int64_t kend = key_end(s, t);
           if (kend == 0 || L == kNegInf) continue;
           const int64_t row = ((b * s.Tq + t) * s.NH + h) * HS;
           const float *qr = q + row, *dor = dout + row;
-          const float D = delta[(b * s.NH + h) * s.Tq + t];
+          const float D = delta[(b * s.Tq + t) * s.NH + h];
           float* dqr = dq + row;
           for (int64_t j = 0; j < kend; ++j) {
             const int64_t kr = ((b * s.Tk + j) * s.NKV + kvh) * HS;

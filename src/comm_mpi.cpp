@@ -1,0 +1,85 @@
+// comm_mpi.cpp — Comm over MPI (host buffers). Large messages go in pieces of at most 2^30
+// elements (MPI counts are int). Open MPI's reductions are deterministic for a given group size
+// and message size, which bit-identical resume relies on.
+#include <algorithm>
+#include <vector>
+
+#include "longctx/comm.h"
+#include "longctx/common.h"
+
+namespace longctx {
+
+namespace {
+constexpr int64_t kPiece = int64_t(1) << 30;
+
+void mpi_check(int rc, const char* what) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  FAIL_ERROR("{} failed: {}", what, std::string(msg, size_t(len)));
+}
+}  // namespace
+
+MpiComm::MpiComm(MPI_Comm c) : comm_(c) {
+  MPI_Comm_rank(c, &rank_);
+  MPI_Comm_size(c, &size_);
+}
+
+void MpiComm::all_reduce_sum(float* x, int64_t n) const {
+  if (size_ == 1) return;
+  for (int64_t i = 0; i < n; i += kPiece)
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(kPiece, n - i)), MPI_FLOAT, MPI_SUM, comm_),
+              "MPI_Allreduce");
+}
+
+void MpiComm::all_reduce_sum(double* x, int64_t n) const {
+  if (size_ == 1) return;
+  for (int64_t i = 0; i < n; i += kPiece)
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(kPiece, n - i)), MPI_DOUBLE, MPI_SUM, comm_),
+              "MPI_Allreduce");
+}
+
+void MpiComm::all_reduce_max(float* x, int64_t n) const {
+  if (size_ == 1) return;
+  for (int64_t i = 0; i < n; i += kPiece)
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(kPiece, n - i)), MPI_FLOAT, MPI_MAX, comm_),
+              "MPI_Allreduce");
+}
+
+void MpiComm::reduce_scatter_sum(const float* in, float* out, int64_t n) const {
+  if (size_ == 1) {
+    std::copy_n(in, n, out);
+    return;
+  }
+  CHECK(n <= kPiece, "reduce_scatter of {} floats per rank: over the {} supported", n, kPiece);
+  mpi_check(MPI_Reduce_scatter_block(in, out, int(n), MPI_FLOAT, MPI_SUM, comm_),
+            "MPI_Reduce_scatter_block");
+}
+
+void MpiComm::all_gather(const float* in, float* out, int64_t n) const {
+  if (size_ == 1) {
+    if (out != in) std::copy_n(in, n, out);
+    return;
+  }
+  CHECK(n <= kPiece, "all_gather of {} floats per rank: over the {} supported", n, kPiece);
+  mpi_check(MPI_Allgather(in, int(n), MPI_FLOAT, out, int(n), MPI_FLOAT, comm_), "MPI_Allgather");
+}
+
+void MpiComm::exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
+                       Pending& p) const {
+  CHECK(p.count == 0, "Comm::exchange: the previous exchange on this Pending was not waited for");
+  CHECK(n <= 8 * kPiece, "ring exchange of {} floats is too large", n);
+  for (int64_t i = 0; i < n; i += kPiece) {
+    const int cnt = int(std::min(kPiece, n - i));
+    mpi_check(MPI_Irecv(recv + i, cnt, MPI_FLOAT, from, tag, comm_, &p.req[p.count++]), "MPI_Irecv");
+    mpi_check(MPI_Isend(send + i, cnt, MPI_FLOAT, to, tag, comm_, &p.req[p.count++]), "MPI_Isend");
+  }
+}
+
+void MpiComm::wait(Pending& p) const {
+  if (p.count) mpi_check(MPI_Waitall(p.count, p.req, MPI_STATUSES_IGNORE), "MPI_Waitall");
+  p.count = 0;
+}
+
+}  // namespace longctx
