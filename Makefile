@@ -72,7 +72,8 @@ endif
 CU_FILES := $(wildcard cuda/*.cu)
 ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
   CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
-  NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH)
+  NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
+               -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas
 endif
@@ -96,7 +97,7 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(OBJ_DIR)/%.o) $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
 MAIN_OBJ := $(MAIN_SRC:%.cpp=$(OBJ_DIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(OBJ_DIR)/%.o)
 
-.PHONY: all test run deps check-deps clean
+.PHONY: all test run deps check-deps clean bench
 all: build/longctx
 
 check-deps:
@@ -110,6 +111,12 @@ check-deps:
 	  echo "hint: run 'make deps' as root, or: apt-get install $(DEB_PACKAGES)"; exit 1; fi
 
 build/longctx: $(MAIN_OBJ) $(LIB_OBJ) | check-deps
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# GPU attention benchmark (tools/gpu_bench.sh runs it beside the PyTorch peers).
+bench: build/bench_attention
+build/bench_attention: $(OBJ_DIR)/tools/bench_attention.o $(LIB_OBJ) | check-deps
+	@[ -n "$(CU_SRC)" ] || { echo "longctx: the benchmark needs CUDA=1 and nvcc"; exit 1; }
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 build/longctx_tests: $(TEST_OBJ) $(LIB_OBJ) | check-deps
@@ -126,7 +133,7 @@ $(OBJ_DIR)/%.o: %.cpp | check-deps
 
 $(OBJ_DIR)/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -ccbin $(CXX) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 # ---- tests --------------------------------------------------------------------------------------
 # Open MPI refuses root without these; --oversubscribe lets 8 ranks share 2 cores.

@@ -1,0 +1,24 @@
+// flash_common.cuh — what the attention .cu files share on the host side. The .cu files stay free
+// of fmt (nvcc cannot compile its compile-time format checks): errors are raised by functions in
+// src/flash_check.cpp, compiled by the host compiler.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "longctx/flash.h"
+
+namespace longctx::gpu {
+// Throws longctx::Error naming the failed call, its error string and file:line, with a hint.
+[[noreturn]] void cuda_fail(const char* call, const char* error, const char* file, int line);
+// Throws longctx::Error unless the kernels handle this shape (HS, strides, GQA ratio, sizes).
+void check_flash_shape(const FlashShape& s);
+// Throws longctx::Error with `what` when !ok.
+void flash_require(bool ok, const char* what);
+}  // namespace longctx::gpu
+
+// CUDA_CHECK(call): a failing CUDA call throws longctx::Error (see cuda_fail).
+#define CUDA_CHECK(call)                                                                    \
+  do {                                                                                      \
+    const cudaError_t err_ = (call);                                                        \
+    if (err_ != cudaSuccess) ::longctx::gpu::cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__); \
+  } while (0)

@@ -1,0 +1,61 @@
+// flash.h — flash attention on the GPU (cuda/flash_fwd.cu, cuda/flash_bwd.cu), with the ring-step
+// interface. Host-callable; pointers are device memory; bf16 tensors are passed as uint16_t (the
+// raw bits) so that this header needs no CUDA headers.
+//
+//   O = softmax(Q·Kᵀ·scale + mask)·V per head, scale = 1/sqrt(HS), online softmax over key tiles,
+//   fp32 accumulation, LSE (log-sum-exp of the scaled scores, natural log) per query row.
+// Q, O: (B, Tq, NH, HS); K, V: (B, Tk, NKV, HS), with explicit element strides for batch, token and
+// head (the last dimension contiguous), so the model's activations need no transposes. Query head
+// h reads key/value head h / (NH/NKV) (grouped-query attention without copies).
+// Ring step: the keys may sit anywhere in the global sequence: query row i is at global position
+// q_pos0 + i, key row j at k_pos0 + j. Mask kCausal hides key j from query i when
+// k_pos0 + j > q_pos0 + i; kFull hides nothing; kSkip (a block wholly in the future) does nothing.
+// Limits (checked): HS ∈ {64, 128}; strides multiples of 8 elements; 16-byte aligned pointers.
+#pragma once
+
+#include <cstdint>
+
+namespace longctx::gpu {
+
+enum class Mask { kFull, kCausal, kSkip };
+
+struct FlashShape {
+  int64_t B = 1, Tq = 0, Tk = 0, NH = 1, NKV = 1, HS = 128;
+  int64_t q_sb = 0, q_st = 0, q_sh = 0;  // element strides of Q and O (and dO, dQ)
+  int64_t k_sb = 0, k_st = 0, k_sh = 0;  // element strides of K and V (and dK, dV)
+  int64_t q_pos0 = 0, k_pos0 = 0;
+  Mask mask = Mask::kCausal;
+};
+// Strides for contiguous (B, T, H, HS) tensors.
+FlashShape flash_shape(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS,
+                       Mask mask, int64_t q_pos0 = 0, int64_t k_pos0 = 0);
+
+// Forward. Writes lse (B, Tq, NH) fp32 and O: as bf16 into o (if non-null) and/or as the fp32
+// partial into o32 (if non-null; contiguous (B, Tq, NH, HS)) for merging ring steps. Rows that see
+// no key get lse = -inf and O = 0.
+void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+               uint16_t* o, float* o32, float* lse, void* stream = nullptr);
+
+// Exact merge of a block's partial into the running one, both fp32 (rows, HS) with lse (rows):
+// lse' = log(e^lse + e^lse_blk), o' = o·e^(lse - lse') + o_blk·e^(lse_blk - lse').
+void flash_merge(float* o, float* lse, const float* o_blk, const float* lse_blk, int64_t rows,
+                 int64_t HS, void* stream = nullptr);
+// fp32 -> bf16 (rows·HS elements, contiguous).
+void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream = nullptr);
+
+// Backward of one block, from the FINAL lse of the queries and delta = rowsum(dO ∘ O) (B, Tq, NH),
+// computed once per attention by flash_delta. dq (B,Tq,NH,HS), dk/dv (B,Tk,NKV,HS): fp32,
+// contiguous, ACCUMULATED (+=), so ring steps add up. Deterministic: no atomics; dK/dV and dQ are
+// produced by two kernels that each own their outputs (the price: S and dP are computed twice).
+void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, float* delta,
+                 void* stream = nullptr);
+void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+               const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
+               float* dv, void* stream = nullptr);
+
+// Whether a CUDA device is usable here (tests skip without one).
+bool gpu_available();
+// x[i] = scale · N(0,1) as bf16, drawn from (seed, i) on the device (benchmarks: never zeros).
+void fill_normal_bf16(uint16_t* x, int64_t n, uint64_t seed, float scale = 1.0f, void* stream = nullptr);
+
+}  // namespace longctx::gpu

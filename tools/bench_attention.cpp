@@ -1,0 +1,113 @@
+// bench_attention.cpp — forward and backward TFLOP/s of longctx's GPU flash attention, in the
+// format of shared/bench/torch_reference.py so the two print side by side (run both in one call:
+// tools/gpu_bench.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
+//   build/bench_attention [--T 4096,16384,65536] [--hd 128,64] [--heads 16] [--tokens 16384]
+//                         [--noncausal] [--iters 10]
+// B = max(1, tokens / T). FLOPs: fwd 4·B·H·T²·hd (halved when causal); bwd 2.5 × fwd.
+// Inputs random normal (never zeros); medians of CUDA-event timings after 3 warm-up runs.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "longctx/common.h"
+#include "longctx/flash.h"
+
+using namespace longctx;
+
+namespace {
+
+std::vector<int64_t> list(const std::string& s) {
+  std::vector<int64_t> v;
+  for (size_t i = 0; i < s.size();) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    v.push_back(std::stoll(s.substr(i, j - i)));
+    i = j + 1;
+  }
+  return v;
+}
+
+void ok(cudaError_t e, const char* what) {
+  CHECK(e == cudaSuccess, "{}: {}", what, cudaGetErrorString(e));
+}
+
+template <class F>
+double median_ms(F&& fn, int iters) {
+  cudaEvent_t a, b;
+  ok(cudaEventCreate(&a), "event"), ok(cudaEventCreate(&b), "event");
+  for (int i = 0; i < 3; ++i) fn();
+  std::vector<float> t;
+  for (int i = 0; i < iters; ++i) {
+    ok(cudaEventRecord(a), "record");
+    fn();
+    ok(cudaEventRecord(b), "record");
+    ok(cudaEventSynchronize(b), "sync");
+    float ms = 0;
+    ok(cudaEventElapsedTime(&ms, a, b), "elapsed");
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a), cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<int64_t> Ts = {4096, 16384, 65536}, hds = {128, 64};
+  int64_t H = 16, tokens = 16384;
+  int iters = 10;
+  bool causal = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
+      return argv[++i];
+    };
+    if (a == "--T") Ts = list(next());
+    else if (a == "--hd") hds = list(next());
+    else if (a == "--heads") H = std::stoll(next());
+    else if (a == "--tokens") tokens = std::stoll(next());
+    else if (a == "--iters") iters = std::stoi(next());
+    else if (a == "--noncausal") causal = false;
+    else { std::fprintf(stderr, "unknown option %s (see the file's header)\n", a.c_str()); return 2; }
+  }
+  try {
+    cudaDeviceProp prop{};
+    ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+    std::printf("longctx flash attention (mma.sync v1) on %s\n", prop.name);
+    for (int64_t hd : hds)
+      for (int64_t T : Ts) {
+        const int64_t B = std::max<int64_t>(1, tokens / T), n = B * T * H * hd;
+        uint16_t *q, *k, *v, *o, *dout;
+        float *lse, *delta, *dq, *dk, *dv;
+        for (uint16_t** p : {&q, &k, &v, &o, &dout}) ok(cudaMalloc(p, size_t(n) * 2), "cudaMalloc");
+        for (float** p : {&dq, &dk, &dv}) ok(cudaMalloc(p, size_t(n) * 4), "cudaMalloc");
+        ok(cudaMalloc(&lse, size_t(B * T * H) * 4), "cudaMalloc"), ok(cudaMalloc(&delta, size_t(B * T * H) * 4), "cudaMalloc");
+        uint64_t seed = 1;
+        for (uint16_t* p : {q, k, v, dout}) gpu::fill_normal_bf16(p, n, seed++);
+        const auto s = gpu::flash_shape(B, T, T, H, H, hd, causal ? gpu::Mask::kCausal : gpu::Mask::kFull);
+        const double fwd_flops = 4.0 * B * H * double(T) * T * hd / (causal ? 2 : 1);
+        const double ms_f = median_ms([&] { gpu::flash_fwd(s, q, k, v, o, nullptr, lse); }, iters);
+        const double ms_b = median_ms([&] {
+          gpu::flash_delta(s, o, dout, delta);
+          gpu::flash_bwd(s, q, k, v, dout, lse, delta, dq, dk, dv);
+        }, iters);
+        std::printf("longctx %s hd=%ld H=%ld B=%ld T=%ld: fwd %.0f TFLOP/s (%.3f ms), bwd %.0f TFLOP/s (%.3f ms)\n",
+                    causal ? "causal" : "full", long(hd), long(H), long(B), long(T), fwd_flops / ms_f / 1e9, ms_f,
+                    2.5 * fwd_flops / ms_b / 1e9, ms_b);
+        std::fflush(stdout);
+        for (void* p : {(void*)q, (void*)k, (void*)v, (void*)o, (void*)dout, (void*)lse, (void*)delta, (void*)dq,
+                        (void*)dk, (void*)dv})
+          cudaFree(p);
+      }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "%s\n", e.report().c_str());
+    return 1;
+  }
+  return 0;
+}
