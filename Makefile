@@ -75,7 +75,7 @@ ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
   NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
                -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lcublas
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart
 endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
