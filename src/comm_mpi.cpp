@@ -1,7 +1,11 @@
-// comm_mpi.cpp — Comm over MPI (host buffers). Large messages go in pieces of at most 2^30
-// elements (MPI counts are int). Open MPI's reductions are deterministic for a given group size
-// and message size, which bit-identical resume relies on.
+// comm_mpi.cpp — Comm over MPI (host buffers). All-reduces and ring exchanges go in pieces of at
+// most 2^30 elements (MPI counts are int); reduce-scatter and all-gather take at most 2^30 per rank
+// (the trainer checks its ZeRO shard against that up front). Open MPI's reductions are
+// deterministic for the same group, message size, process placement and MCA settings, which
+// bit-identical resume relies on (resume on the same layout and node count).
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "longctx/comm.h"
@@ -77,9 +81,40 @@ void MpiComm::exchange(const float* send, float* recv, int64_t n, int to, int fr
   }
 }
 
+void MpiComm::progress(Pending& p) const {
+  int done = 0;
+  if (p.count) mpi_check(MPI_Testall(p.count, p.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+  if (done) p.count = 0;
+}
+
 void MpiComm::wait(Pending& p) const {
   if (p.count) mpi_check(MPI_Waitall(p.count, p.req, MPI_STATUSES_IGNORE), "MPI_Waitall");
   p.count = 0;
+}
+
+}  // namespace longctx
+
+namespace longctx {
+
+std::string broadcast_string(const std::string& s, MPI_Comm comm) {
+  int64_t n = int64_t(s.size());
+  MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm);
+  std::string out = s;
+  out.resize(size_t(n));
+  if (n > 0) MPI_Bcast(out.data(), int(n), MPI_CHAR, 0, comm);
+  return out;
+}
+
+void abort_job(const Error& e) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size == 1) throw e;
+  std::fprintf(stderr, "[rank %d] %s\n", rank, e.report().c_str());
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();  // not reached
 }
 
 }  // namespace longctx

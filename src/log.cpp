@@ -3,6 +3,7 @@
 
 #include <sys/resource.h>
 
+#include <charconv>
 #include <fstream>
 #include <vector>
 
@@ -37,11 +38,19 @@ FILE* open_metrics(const std::string& path, int64_t keep_through) {
   if (keep_through >= 0) {
     std::vector<std::string> keep;
     std::ifstream in(path);
+    int64_t dropped = 0;
     for (std::string line; std::getline(in, line);) {
+      // Keep whole records of steps up to the checkpoint; a line cut short by a crash is dropped.
       const auto k = line.find("\"global_step\":");
-      if (k != std::string::npos && std::stoll(line.substr(k + 14)) <= keep_through)
-        keep.push_back(line);
+      int64_t step = -1;
+      if (k != std::string::npos && line.ends_with("}")) {
+        const char* p = line.data() + k + 14;
+        if (std::from_chars(p, line.data() + line.size(), step).ec != std::errc()) step = -1;
+      }
+      if (step >= 0 && step <= keep_through) keep.push_back(line);
+      else if (step < 0) ++dropped;
     }
+    if (dropped) log_warn("{}: dropped {} unreadable line(s)", path, dropped);
     in.close();
     FILE* f = std::fopen(path.c_str(), "w");
     CHECK(f, "cannot write the metrics file {}", path);

@@ -1,6 +1,7 @@
 // main.cpp — the `longctx` command: train, info, pack-text. Every error ends the whole job.
 #include <mpi.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -47,9 +48,10 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       else if (a == "--resume") opt.resume = true;
       else if (a == "--fresh") opt.fresh = true;
       else if (a == "--stop-after-stage" && i + 1 < args.size()) {
-        opt.stop_after_stage = std::atoll(args[++i].c_str());
-        CHECK_HINT(opt.stop_after_stage > 0, "stages count from 1", "train: --stop-after-stage {}",
-                   args[i]);
+        const std::string& v = args[++i];
+        const auto r = std::from_chars(v.data(), v.data() + v.size(), opt.stop_after_stage);
+        CHECK_HINT(r.ec == std::errc() && r.ptr == v.data() + v.size() && opt.stop_after_stage > 0,
+                   "stages count from 1", "train: --stop-after-stage '{}' is not a stage number", v);
       }
       else if (!a.starts_with("-") && deck.empty()) deck = a;
       else CHECK_HINT(false, "longctx --help lists the options", "train: unexpected argument '{}'", a);

@@ -44,7 +44,10 @@ void Model::configure(int64_t B, int64_t T, double theta) {
       return a;
     };
     for (int pass = 0; pass < 2; ++pass) {
-      if (pass == 1) arena_.assign(size_t(used), 0.0f), base = arena_.data(), used = 0;
+      if (pass == 1) {  // free the old arena first: old + new would not fit at the largest stages
+        std::vector<float>().swap(arena_);
+        arena_.assign(size_t(used), 0.0f), base = arena_.data(), used = 0;
+      }
       acts_.clear();
       if (recompute_) scratch_ = make_set();
       else
@@ -55,7 +58,8 @@ void Model::configure(int64_t B, int64_t T, double theta) {
       dres_ = take(Nr * C), dxn_ = take(N * C), dh_ = take(N * F), dgate_ = take(N * F);
       dup_ = take(N * F), datt_ = take(N * NH * HS), dq_ = take(N * NH * HS);
       dk_ = take(N * NKV * HS), dv_ = take(N * NKV * HS);
-      cos_ = take(Tc * HS / 2), sin_ = take(Tc * HS / 2), full_ = take(N * C), rows_ = take(Nr * C);
+      cos_ = take(Tc * HS / 2), sin_ = take(Tc * HS / 2), full_ = take(N * C);
+      rows_ = take(rs_ ? Nr * C : 0);  // the row-split scratch (reduce_scatter mode only)
     }
   }
   rope_table(cos_, sin_, seq().positions().data(), Tl, HS, theta);

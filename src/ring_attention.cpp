@@ -51,6 +51,11 @@ void RingAttention::configure(int64_t B, int64_t T, int64_t NH, int64_t NKV, int
     for (auto* v : {&kv_[0], &kv_[1], &send_, &recv_}) v->resize(size_t(2 * kv_n_));
 }
 
+void RingAttention::progress() {
+  for (Comm::Pending* p : pending_)
+    if (p) sp_->progress(*p);
+}
+
 void RingAttention::step_forward(int owner, float* o, float* lse, const float* q, const float* k,
                                  const float* v) {
   const int64_t Tl = mine_.T_loc;
@@ -62,6 +67,7 @@ void RingAttention::step_forward(int owner, float* o, float* lse, const float* q
         const int64_t qr = b * Tl + qs.local0, kr = b * Tl + ks.local0;
         cpu::attention_fwd(o + qr * NH_ * HS_, lse + qr * NH_, q + qr * NH_ * HS_,
                            k + kr * NKV_ * HS_, v + kr * NKV_ * HS_, s, /*merge=*/true);
+        progress();
       }
 }
 
@@ -80,7 +86,9 @@ void RingAttention::forward(float* o, float* lse, const float* q, const float* k
     float* cur = kv_[i % 2].data();
     Comm::Pending p;
     if (i + 1 < size_) sp_->exchange(cur, kv_[(i + 1) % 2].data(), 2 * kv_n_, next, prev, 1, p);
+    pending_[0] = &p;
     step_forward((rank_ - i + size_) % size_, o, lse, q, cur, cur + kv_n_);
+    pending_[0] = nullptr;
     sp_->wait(p);
   }
 }
@@ -97,6 +105,7 @@ void RingAttention::step_backward(int owner, float* dq, float* dk, float* dv, co
         cpu::attention_bwd(dq + qr * NH_ * HS_, dk + kr * NKV_ * HS_, dv + kr * NKV_ * HS_,
                            dout + qr * NH_ * HS_, q + qr * NH_ * HS_, k + kr * NKV_ * HS_,
                            v + kr * NKV_ * HS_, lse + qr * NH_, delta_.data() + qr * NH_, s);
+        progress();
       }
 }
 
@@ -119,8 +128,10 @@ void RingAttention::backward(float* dq, float* dk, float* dv, const float* dout,
     Comm::Pending p;
     if (i + 1 < size_) sp_->exchange(cur, kv_[(i + 1) % 2].data(), 2 * kv_n_, next, prev, 1, p);
     std::fill(part_.begin(), part_.end(), 0.0f);
+    pending_[0] = &p, pending_[1] = &dkv;
     step_backward((rank_ - i + size_) % size_, dq, part_.data(), part_.data() + kv_n_, dout, q, cur,
                   cur + kv_n_, lse);
+    pending_[0] = pending_[1] = nullptr;
     sp_->wait(dkv);  // recv_ = what earlier visitors accumulated for this block (none at i = 0)
     for (int64_t j = 0; j < 2 * kv_n_; ++j) send_[size_t(j)] = (i ? recv_[size_t(j)] : 0.0f) + part_[size_t(j)];
     sp_->exchange(send_.data(), recv_.data(), 2 * kv_n_, next, prev, 2, dkv);

@@ -30,6 +30,9 @@ static void set_threads(const Config& cfg, int world_size) {
 Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     : cfg_(cfg), opt_(opt), topo_(Topology::create(cfg, world)) {
   set_threads(cfg_, topo_.world_size);
+  CHECK_HINT(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
+             "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
+             opt_.stop_after_stage, cfg_.stages.size());
   tp_ = std::make_unique<MpiComm>(topo_.tp_comm);
   sp_ = std::make_unique<MpiComm>(topo_.sp_comm);
   dpsp_ = std::make_unique<MpiComm>(topo_.dpsp_comm);
@@ -47,9 +50,14 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     CHECK(std::sscanf(f, "%ld:%ld", &fail_rank_, &fail_step_) == 2, "LONGCTX_FAIL_AT='{}': expected rank:step", f);
 
   const bool root = topo_.world_rank == 0;
-  if (opt_.fresh && root) remove_run_outputs(cfg_);
-  MPI_Barrier(topo_.cart);
-  std::string from = latest_checkpoint(cfg_.checkpoint.dir);
+  // Rank 0 alone looks at the checkpoint directory and tells the others (on a shared file system
+  // other nodes may see a stale listing): every rank then reads the same file, or none.
+  std::string from;
+  if (root) {
+    if (opt_.fresh) remove_run_outputs(cfg_);
+    from = latest_checkpoint(cfg_.checkpoint.dir);
+  }
+  from = broadcast_string(from, topo_.cart);
   CHECK_HINT(opt_.resume || from.empty(),
              "pass --resume to continue that run, or --fresh to delete its checkpoints and metrics",
              "{} already holds checkpoints of a run ({})", cfg_.checkpoint.dir, from);
@@ -59,9 +67,10 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     CHECK_HINT(st_.stage < int64_t(cfg_.stages.size()), "resume with the deck that wrote it",
                "{}: checkpoint {} is in stage {}, but the deck has {} stage(s)", cfg_.deck_path,
                from, st_.stage + 1, cfg_.stages.size());
-    if (st_.seed != cfg_.run.seed && root)
-      log_warn("checkpoint seed {} differs from run.seed {}; continuing with the checkpoint's",
-               st_.seed, cfg_.run.seed);
+    // The data of every step is drawn from the seed: another seed would not continue the run.
+    CHECK_HINT(st_.seed == cfg_.run.seed, "resume with the seed the run started with",
+               "{}: checkpoint {} was written with run.seed = {}, the deck has {}", cfg_.deck_path,
+               from, st_.seed, cfg_.run.seed);
   } else if (!cfg_.checkpoint.init_from.empty()) {
     const TrainState src = read_checkpoint(cfg_.checkpoint.init_from, cfg_, io, false, topo_.cart);
     std::copy(params_.begin() + shard_lo_, params_.begin() + shard_hi_, master_.begin());
@@ -76,10 +85,16 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   const ModelParallel par{tp_.get(), sp_.get(), cfg_.parallel.tp_mode == "reduce_scatter",
                           cfg_.parallel.ring == "zigzag"};
   model_ = std::make_unique<Model>(cfg_.model, layout_, params_.data(), grads_.data(), par);
-  const TpShard s = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
-  if (s.kv_replica || cfg_.model.n_kv_heads < topo_.tp)
-    kv_fix_.resize(size_t(2 * cfg_.model.n_layers * cfg_.model.n_kv_heads * cfg_.model.head_size() *
-                          cfg_.model.d_model));
+  if (cfg_.model.n_kv_heads < topo_.tp) {  // K/V heads replicated over the tp ranks sharing one
+    const TpShard s = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
+    MPI_Comm_split(topo_.tp_comm, int(s.kv_head0), topo_.tp_rank, &kv_group_mpi_);
+    kv_group_ = std::make_unique<MpiComm>(kv_group_mpi_);
+    for (const auto& t : layout_.tensors)
+      if (t.name.ends_with("/wk") || t.name.ends_with("/wv")) kv_blocks_.push_back({t.offset, t.numel});
+  }
+  CHECK_HINT(shard_n_ <= (int64_t(1) << 30), "use more data/sequence-parallel ranks or a larger tp",
+             "{}: a ZeRO-1 shard of {} floats exceeds the 2^30 elements one MPI collective takes here",
+             cfg_.deck_path, shard_n_);
 
   if (root) {
     fs::create_directories(cfg_.run.out_dir);
@@ -99,7 +114,8 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
 Trainer::~Trainer() {
   if (metrics_) std::fclose(metrics_);
   model_.reset();
-  tp_.reset(), sp_.reset(), dpsp_.reset(), world_.reset();
+  tp_.reset(), sp_.reset(), dpsp_.reset(), world_.reset(), kv_group_.reset();
+  if (kv_group_mpi_ != MPI_COMM_NULL) MPI_Comm_free(&kv_group_mpi_);
   topo_.free();
 }
 
@@ -114,8 +130,8 @@ void Trainer::start_stage() {
   configured_stage_ = st_.stage;
   st_.seq_len = s.seq_len, st_.rope_theta = s.rope_theta;
   if (topo_.world_rank == 0 && !opt_.quiet)
-    log_info("stage {}/{}: seq_len {} rope_theta {:g} steps {} batch {}×{}×{} | {} tokens per rank "
-             "| activations {:.1f} MiB",
+    log_info("stage {}/{}: seq_len {} rope_theta {:g} steps {} batch {}×{}×{} | {} tokens "
+             "of each sequence on a rank | activations {:.1f} MiB",
              st_.stage + 1, cfg_.stages.size(), s.seq_len, s.rope_theta, s.steps, topo_.dp,
              s.batch_accum, s.micro_batch, Tl, double(model_->activation_bytes()) / (1 << 20));
 }
@@ -144,31 +160,8 @@ LossSum Trainer::accumulate_gradient() {
   if (model_->norm_grads_partial())
     for (const auto& t : layout_.tensors)
       if (t.is_norm) tp_->all_reduce_sum(grads_.data() + t.offset, t.numel);
-  if (!kv_fix_.empty()) {  // replicated K/V heads: each rank added its own query heads' part
-    std::fill(kv_fix_.begin(), kv_fix_.end(), 0.0f);
-    const int64_t blk = cfg_.model.head_size() * cfg_.model.d_model;
-    const int64_t per = cfg_.model.n_kv_heads * blk;
-    const TpShard sh = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
-    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
-      for (int w = 0; w < 2; ++w) {
-        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
-        if (!t.replica) std::copy_n(grads_.begin() + t.offset, blk, kv_fix_.begin() + (2 * l + w) * per + sh.kv_head0 * blk);
-      }
-    // Owners contribute their block once; replicas add theirs on top of it.
-    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
-      for (int w = 0; w < 2; ++w) {
-        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
-        if (t.replica)
-          for (int64_t i = 0; i < blk; ++i)
-            kv_fix_[size_t((2 * l + w) * per + sh.kv_head0 * blk + i)] += grads_[size_t(t.offset + i)];
-      }
-    tp_->all_reduce_sum(kv_fix_.data(), int64_t(kv_fix_.size()));
-    for (int64_t l = 0; l < cfg_.model.n_layers; ++l)
-      for (int w = 0; w < 2; ++w) {
-        const auto& t = layout_.find(fmt::format("layers/{:02d}/{}", l, w ? "wv" : "wk"));
-        std::copy_n(kv_fix_.begin() + (2 * l + w) * per + sh.kv_head0 * blk, blk, grads_.begin() + t.offset);
-      }
-  }
+  // Replicated K/V heads: each replica added its own query heads' part; sum over the replicas.
+  for (const auto& [offset, n] : kv_blocks_) kv_group_->all_reduce_sum(grads_.data() + offset, n);
   // Data and sequence parallel: sum over dp×sp, each rank keeping its ZeRO-1 shard.
   dpsp_->reduce_scatter_sum(grads_.data(), gshard_.data(), shard_n_);
   double stats[2] = {tot.sum, double(tot.count)};
@@ -249,8 +242,8 @@ void Trainer::log_step(const StepRecord& r) {
   for (size_t i = size_t(st_.stage); i < cfg_.stages.size(); ++i) {
     const auto& s = cfg_.stages[i];
     const int64_t steps = s.steps - (int64_t(i) == st_.stage ? st_.stage_step : 0);
-    left += double(steps * topo_.dp * s.batch_accum * s.micro_batch * s.seq_len) *
-            double(s.seq_len) / double(cfg_.stages[size_t(st_.stage)].seq_len);
+    left += double(steps) * double(topo_.dp) * double(s.batch_accum) * double(s.micro_batch) *
+            double(s.seq_len) * double(s.seq_len) / double(cfg_.stages[size_t(st_.stage)].seq_len);
   }
   StepLine line{r, cfg_.stages.size(), cfg_.stages[size_t(st_.stage)].steps, st_.seq_len,
                 st_.rope_theta, rate, model_->flops_per_token_fwd() * 3.0 * rate,
@@ -267,7 +260,13 @@ int train_main(const std::string& deck, const std::vector<std::string>& override
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) log_info("resolved deck ({}):\n{}", deck, to_toml(cfg));
   Trainer t(cfg, MPI_COMM_WORLD, opt);
-  t.run();
+  try {
+    t.run();
+  } catch (const Error& e) {
+    // End the job from here, before ~Trainer frees communicators (collective in MPI) while the
+    // other ranks wait in a collective of the step.
+    abort_job(e);
+  }
   return 0;
 }
 

@@ -62,9 +62,8 @@ void prune_checkpoints(const Config& cfg) {
   for (const auto& s : cfg.stages) ends.push_back(sum += s.steps);
   std::vector<std::pair<int64_t, fs::path>> found;
   for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() == 15 && n.starts_with("ckpt_") && n.ends_with(".h5"))
-      found.emplace_back(std::stoll(n.substr(5, 7)), e.path());
+    const int64_t step = checkpoint_step(e.path().filename().string());
+    if (step >= 0) found.emplace_back(step, e.path());
   }
   std::sort(found.rbegin(), found.rend());
   int64_t kept = 0;
@@ -78,8 +77,9 @@ void remove_run_outputs(const Config& cfg) {
   std::error_code ec;
   if (fs::is_directory(cfg.checkpoint.dir, ec))
     for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.starts_with("ckpt_") && (n.ends_with(".h5") || n.ends_with(".h5.tmp"))) fs::remove(e.path());
+      std::string n = e.path().filename().string();
+      if (n.ends_with(".tmp")) n.resize(n.size() - 4);  // an interrupted write
+      if (checkpoint_step(n) >= 0) fs::remove(e.path());
     }
   fs::remove(fs::path(cfg.run.out_dir) / "metrics.jsonl", ec);
 }

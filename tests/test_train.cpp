@@ -123,6 +123,12 @@ TEST_CASE("starting over a finished run is refused unless --resume or --fresh", 
   { Trainer t(cfg, MPI_COMM_WORLD, TrainOptions{false, false, true}); t.run(); }
   const std::string msg = error_of([&] { Trainer t(cfg, MPI_COMM_WORLD, TrainOptions{false, false, true}); });
   CHECK(msg.find("already holds checkpoints") != std::string::npos);
+  {  // resuming with another seed would not continue the run: refused, naming the key
+    Config other = cfg;
+    other.run.seed += 1;
+    const std::string m = error_of([&] { Trainer t(other, MPI_COMM_WORLD, TrainOptions{true, false, true}); });
+    CHECK(m.find("run.seed") != std::string::npos);
+  }
   {  // --resume of a finished run does nothing more
     Trainer t(cfg, MPI_COMM_WORLD, TrainOptions{true, false, true});
     t.run();

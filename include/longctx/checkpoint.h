@@ -58,6 +58,8 @@ void write_checkpoint(const std::string& path, const Config& cfg, const Checkpoi
 TrainState read_checkpoint(const std::string& path, const Config& cfg, const CheckpointIO& io,
                            bool with_optimizer, MPI_Comm comm);
 
+// The step of a checkpoint file name (ckpt_<digits>.h5), or -1 for any other name.
+int64_t checkpoint_step(const std::string& filename);
 // The newest complete checkpoint (highest global_step) in dir, or "" if none.
 std::string latest_checkpoint(const std::string& dir);
 // File name for a checkpoint after `global_step` steps: dir/ckpt_0000120.h5.

@@ -1,12 +1,14 @@
 // comm.h — the collectives longctx uses, behind one interface: MpiComm now; the CUDA backend adds
 // an NCCL implementation of the same class. A Comm is one group of ranks (an axis of the process
-// grid). Element counts are int64_t; implementations split messages that exceed an int.
+// grid). Element counts are int64_t; MpiComm splits all-reduces and exchanges that exceed an int
+// and refuses a reduce-scatter or all-gather of more than 2^30 elements per rank.
 // Every rank of the group must make the same calls in the same order (they are collectives),
 // except exchange(), which pairs with the neighbours' exchange().
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include <mpi.h>
 
@@ -36,6 +38,9 @@ class Comm {
   virtual void exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
                         Pending& p) const = 0;
   virtual void wait(Pending& p) const = 0;
+  // Lets the transport advance a pending exchange (MPI progresses large messages mostly inside
+  // MPI calls): called between pieces of the compute that the exchange should overlap.
+  virtual void progress(Pending& p) const = 0;
 
  protected:
   int rank_ = 0, size_ = 1;
@@ -54,9 +59,19 @@ class MpiComm final : public Comm {
   void exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
                 Pending& p) const override;
   void wait(Pending& p) const override;
+  void progress(Pending& p) const override;
 
  private:
   MPI_Comm comm_;
 };
 
+}  // namespace longctx
+
+namespace longctx {
+class Error;
+// Rank 0's string on every rank of comm.
+std::string broadcast_string(const std::string& s, MPI_Comm comm);
+// Prints the error on stderr (prefixed with the rank when the job has several) and ends every
+// rank with MPI_Abort; with a single rank it rethrows, so main reports it and exits normally.
+[[noreturn]] void abort_job(const Error& e);
 }  // namespace longctx

@@ -6,7 +6,8 @@
 // Forward: K/V blocks travel around the ring (sp steps); at each step the local queries attend to
 // the visiting block, chunk pair by chunk pair at their global offsets, and the (O, LSE) partials
 // are merged exactly in fp32. Chunk pairs wholly in the future are skipped, not computed. The next
-// block's transfer is posted before the compute so the two overlap.
+// block's transfer is posted before the compute and progressed between chunk pairs (MPI moves
+// large messages mostly inside MPI calls), so the two overlap.
 // Backward: K/V travel again, with their dK/dV accumulators one step behind; after sp steps each
 // block's accumulated dK/dV arrives back at its owner. With one rank it is plain blockwise attention.
 #pragma once
@@ -51,8 +52,11 @@ class RingAttention {
   void step_backward(int owner, float* dq, float* dk, float* dv, const float* dout, const float* q,
                      const float* k, const float* v, const float* lse);
 
+  void progress();  // drives the pending ring transfers between chunk pairs
+
   const Comm* sp_;
   bool zigzag_;
+  Comm::Pending* pending_[2] = {nullptr, nullptr};  // transfers in flight during a step
   int rank_ = 0, size_ = 1;
   int64_t B_ = 0, NH_ = 0, NKV_ = 0, HS_ = 0, kv_n_ = 0;  // kv_n_: floats of one of k or v
   SeqLayout mine_;

@@ -78,7 +78,9 @@ class Trainer {
   int64_t shard_lo_ = 0, shard_hi_ = 0, shard_n_ = 0;  // ZeRO-1: [lo, hi) of the flat buffer
   std::vector<float> params_, grads_;                  // flat, padded to dpsp·shard_n_
   std::vector<float> master_, m_, v_, gshard_;         // shard_n_ each
-  std::vector<float> kv_fix_;                          // scratch: replicated K/V head gradients
+  MPI_Comm kv_group_mpi_ = MPI_COMM_NULL;              // tp ranks holding the same K/V head
+  std::unique_ptr<MpiComm> kv_group_;
+  std::vector<std::pair<int64_t, int64_t>> kv_blocks_;  // (offset, numel) of wk/wv blocks
   std::unique_ptr<Model> model_;
   std::unique_ptr<AdamW> adamw_;
   std::unique_ptr<DataSource> data_;
