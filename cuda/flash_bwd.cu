@@ -109,15 +109,19 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dkdv_kernel(const BwdArg
         mma16816(dpt[nt], va1, bd[2], bd[3]);
       }
     }
-    // Pᵀ and dSᵀ in place.
+    // Pᵀ and dSᵀ in place. Masks only where the tile crosses the end of the keys or the diagonal
+    // (int64 index tests per element were the busiest pipe before: docs/PERFORMANCE.md).
+    const bool edge = k0 + BK > s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + k0 + BK - 1 > s.q_pos0 + q0);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = nt * 8 + 2 * c + (e & 1);
-        const int64_t j = key[e >> 1], qi = q0 + col;
         float p = exp2f(st[nt][e] * a.scale_log2 - Lt[col]);
-        if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + qi)) p = 0.f;
+        if (edge) {
+          const int64_t j = key[e >> 1], qi = q0 + col;
+          if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + qi)) p = 0.f;
+        }
         st[nt][e] = p;
         dpt[nt][e] = p * (dpt[nt][e] - Et[col]);
       }
@@ -222,14 +226,18 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dq_kernel(const BwdArgs 
         mma16816(dp[nt], df[2 * kk2], bv[0], bv[1]);
         mma16816(dp[nt], df[2 * kk2 + 1], bv[2], bv[3]);
       }
+    const int64_t tile_last = int64_t(t + 1) * BT - 1;
+    const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int hr = e >> 1;
-        const int64_t j = int64_t(t) * BT + nt * 8 + 2 * c + (e & 1);
         float p = exp2f(sc[nt][e] * a.scale_log2 - L2[hr]);
-        if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) p = 0.f;
+        if (edge) {
+          const int64_t j = int64_t(t) * BT + nt * 8 + 2 * c + (e & 1);
+          if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) p = 0.f;
+        }
         dp[nt][e] = p * (dp[nt][e] - E[hr]);  // dS
       }
     // dQ += dS·K (k index = the 64 keys of the tile).
