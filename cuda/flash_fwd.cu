@@ -3,7 +3,8 @@
 //   O as bf16 and/or the fp32 partial (B,Tq,NH,HS) for ring merges.
 //   Block = 16·MT·WARPS query rows of one (batch, head); each warp owns 16·MT rows, keeps their
 //   S (16·MT x 64) and O (16·MT x HS) in registers and re-reads Q fragments from shared memory;
-//   K/V tiles of 64 keys stream through shared memory, double-buffered with cp.async. Causal: key tiles past the block's last query are never loaded.
+//   K/V tiles of 64 keys stream through shared memory, double-buffered with cp.async; their
+//   fragments are double-buffered in registers (the next ldmatrix in flight during the mma's). Causal: key tiles past the block's last query are never loaded.
 //   Saved for backward: lse (and O). Limits: HS 64 or 128 (checked in the launcher); any T.
 #include <cuda_runtime.h>
 
@@ -92,15 +93,15 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FwdArgs a) 
         load_a<HS>(qa[mt][0], Qs, (warp * MT + mt) * 16, 2 * kk2);
         load_a<HS>(qa[mt][1], Qs, (warp * MT + mt) * 16, 2 * kk2 + 1);
       }
+      uint32_t bf[2][4];  // K fragments, the next one loading while the current one multiplies
+      load_b_rows<HS>(bf[0], Kt, 0, kk2);
 #pragma unroll
       for (int nt = 0; nt < NT; ++nt) {
-        uint32_t bf[4];
-        load_b_rows<HS>(bf, Kt, nt * 8, kk2);
+        if (nt + 1 < NT) load_b_rows<HS>(bf[(nt + 1) & 1], Kt, (nt + 1) * 8, kk2);
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt) {
-          mma16816(sc[mt][nt], qa[mt][0], bf[0], bf[1]);
-          mma16816(sc[mt][nt], qa[mt][1], bf[2], bf[3]);
-        }
+        for (int mt = 0; mt < MT; ++mt) mma16816(sc[mt][nt], qa[mt][0], bf[nt & 1][0], bf[nt & 1][1]);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) mma16816(sc[mt][nt], qa[mt][1], bf[nt & 1][2], bf[nt & 1][3]);
       }
     }
     // Scale, mask, online softmax (a row's 64 scores sit in the 4 lanes of a quad).
@@ -154,14 +155,16 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FwdArgs a) 
         pa[mt][2] = pack_bf16(sc[mt][2 * kk + 1][0], sc[mt][2 * kk + 1][1]);
         pa[mt][3] = pack_bf16(sc[mt][2 * kk + 1][2], sc[mt][2 * kk + 1][3]);
       }
+      uint32_t bf[2][4];  // V fragments, double-buffered the same way
+      load_b_cols<HS>(bf[0], Vt, kk * 16, 0);
 #pragma unroll
       for (int dt = 0; dt < DT; dt += 2) {
-        uint32_t bf[4];
-        load_b_cols<HS>(bf, Vt, kk * 16, dt);
+        if (dt + 2 < DT) load_b_cols<HS>(bf[((dt >> 1) + 1) & 1], Vt, kk * 16, dt + 2);
+        const uint32_t* b = bf[(dt >> 1) & 1];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          mma16816(o[mt][dt], pa[mt], bf[0], bf[1]);
-          mma16816(o[mt][dt + 1], pa[mt], bf[2], bf[3]);
+          mma16816(o[mt][dt], pa[mt], b[0], b[1]);
+          mma16816(o[mt][dt + 1], pa[mt], b[2], b[3]);
         }
       }
     }
