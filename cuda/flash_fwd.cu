@@ -4,7 +4,8 @@
 //   Block = 16·MT·WARPS query rows of one (batch, head); each warp owns 16·MT rows, keeps their
 //   S (16·MT x 64) and O (16·MT x HS) in registers and re-reads Q fragments from shared memory;
 //   K/V tiles of 64 keys stream through shared memory, double-buffered with cp.async; their
-//   fragments are double-buffered in registers (the next ldmatrix in flight during the mma's). Causal: key tiles past the block's last query are never loaded.
+//   fragments are double-buffered in registers (the next ldmatrix in flight during the mma's).
+//   Causal: key tiles past the block's last query are never loaded.
 //   Saved for backward: lse (and O). Limits: HS 64 or 128 (checked in the launcher); any T.
 #include <cuda_runtime.h>
 
