@@ -114,9 +114,10 @@ const std::vector<Layout> kLayouts = {
     {1, 4, 1, "all_reduce", "zigzag"},     {1, 4, 1, "reduce_scatter", "zigzag"},
     {1, 1, 2, "all_reduce", "zigzag"},     {1, 1, 2, "all_reduce", "contiguous"},
     {1, 1, 4, "all_reduce", "zigzag"},     {1, 1, 4, "all_reduce", "contiguous"},
-    {1, 2, 2, "all_reduce", "zigzag"},     {1, 2, 2, "reduce_scatter", "zigzag"},
-    {1, 2, 2, "reduce_scatter", "contiguous"}, {2, 2, 2, "all_reduce", "zigzag"},
-    {2, 2, 2, "reduce_scatter", "zigzag"}, {2, 2, 2, "all_reduce", "contiguous"},
+    {1, 2, 2, "all_reduce", "zigzag"},     {1, 2, 2, "all_reduce", "contiguous"},
+    {1, 2, 2, "reduce_scatter", "zigzag"}, {1, 2, 2, "reduce_scatter", "contiguous"},
+    {2, 2, 2, "all_reduce", "zigzag"},     {2, 2, 2, "all_reduce", "contiguous"},
+    {2, 2, 2, "reduce_scatter", "zigzag"}, {2, 2, 2, "reduce_scatter", "contiguous"},
 };
 
 std::string name(const Layout& l) {
