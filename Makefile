@@ -6,6 +6,7 @@
 # Knobs: CUDA=0|1 (default 1 when nvcc is found), DEBUG=1, SANITIZE=1, GPU_ARCH=90, DECK=input/tiny.toml
 
 SHELL := /bin/bash
+comma := ,
 .DEFAULT_GOAL := all
 
 DEBUG    ?= 0
@@ -134,6 +135,12 @@ $(OBJ_DIR)/%.o: %.cpp | check-deps
 $(OBJ_DIR)/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# The Hopper kernels use wgmma, which exists only in the sm_90a target.
+$(OBJ_DIR)/cuda/flash_fwd_wgmma.o: cuda/flash_fwd_wgmma.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(filter-out -gencode arch=compute_$(GPU_ARCH)$(comma)code=sm_$(GPU_ARCH),$(NVCCFLAGS)) \
+	  -gencode arch=compute_90a,code=sm_90a -c $< -o $@
 
 # ---- tests --------------------------------------------------------------------------------------
 # Open MPI refuses root without these; --oversubscribe lets 8 ranks share 2 cores.

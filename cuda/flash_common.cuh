@@ -14,6 +14,9 @@ namespace longctx::gpu {
 void check_flash_shape(const FlashShape& s);
 // Throws longctx::Error with `what` when !ok.
 void flash_require(bool ok, const char* what);
+// The sm_90a forward (cuda/flash_fwd_wgmma.cu); same contract as flash_fwd.
+void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                     uint16_t* o, float* o32, float* lse, void* stream);
 }  // namespace longctx::gpu
 
 // CUDA_CHECK(call): a failing CUDA call throws longctx::Error (see cuda_fail).

@@ -214,11 +214,30 @@ void launch_fwd(const FwdArgs& a, cudaStream_t st) {
 
 }  // namespace
 
+static FwdKernel g_fwd_kernel = FwdKernel::kAuto;
+void set_flash_fwd_kernel(FwdKernel k) { g_fwd_kernel = k; }
+
+bool wgmma_available() {
+  static const bool ok = [] {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return major == 9 && minor == 0;
+  }();
+  return ok;
+}
+
 void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                uint16_t* o, float* o32, float* lse, void* stream) {
   check_flash_shape(s);
   flash_require(o || o32, "flash_fwd: no output (o and o32 are both null)");
   if (s.mask == Mask::kSkip) return;
+  if (g_fwd_kernel == FwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (g_fwd_kernel == FwdKernel::kWgmma || (g_fwd_kernel == FwdKernel::kAuto && wgmma_available())) {
+    flash_fwd_wgmma(s, q, k, v, o, o32, lse, stream);
+    return;
+  }
   FwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<__nv_bfloat16*>(o), o32, lse, s,
             float(1.4426950408889634 / std::sqrt(double(s.HS)))};

@@ -88,10 +88,15 @@ constexpr double kBwdTol = 2e-2;
 
 TEST_CASE("GPU flash forward equals fp64 attention", "[gpu]") {
   if (!gpu::gpu_available()) LONGCTX_SKIP("no GPU: skipped");
+  std::vector<gpu::FwdKernel> kernels = {gpu::FwdKernel::kMmaSync};
+  if (gpu::wgmma_available()) kernels.push_back(gpu::FwdKernel::kWgmma);
+  for (gpu::FwdKernel kernel : kernels)
   for (Case c : {Case{1, 1, 1, 1, 64, true}, Case{2, 77, 4, 4, 64, true}, Case{1, 130, 8, 2, 128, true},
                  Case{1, 200, 8, 1, 128, true}, Case{2, 96, 4, 4, 128, false}, Case{1, 333, 4, 1, 64, false},
                  Case{1, 1000, 2, 2, 128, true}}) {
-    INFO("B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
+    INFO("kernel " << (kernel == gpu::FwdKernel::kWgmma ? "wgmma" : "mma.sync") << " B=" << c.B << " T=" << c.T
+                    << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
+    gpu::set_flash_fwd_kernel(kernel);
     const size_t nq = c.B * c.T * c.NH * c.HS, nk = c.B * c.T * c.NKV * c.HS;
     Bf16Tensor q(nq), k(nk), v(nk);
     Dev<uint16_t> o(nq);
@@ -108,6 +113,7 @@ TEST_CASE("GPU flash forward equals fp64 attention", "[gpu]") {
     // lse: fp32 sums of exact bf16 products; 1e-3 relative.
     CHECK(rel_err(lse.get(), r.lse) < 1e-3);
   }
+  gpu::set_flash_fwd_kernel(gpu::FwdKernel::kAuto);
 }
 
 TEST_CASE("GPU flash forward reads strided Q/K/V in place", "[gpu]") {

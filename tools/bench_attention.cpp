@@ -79,7 +79,10 @@ int main(int argc, char** argv) {
   try {
     cudaDeviceProp prop{};
     ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-    std::printf("longctx flash attention (mma.sync v1) on %s\n", prop.name);
+    if (const char* e = std::getenv("LONGCTX_FLASH_FWD"))  // "mma" or "wgmma": force a forward kernel
+      gpu::set_flash_fwd_kernel(std::string(e) == "mma" ? gpu::FwdKernel::kMmaSync : gpu::FwdKernel::kWgmma);
+    std::printf("longctx flash attention on %s (forward: %s)\n", prop.name,
+                std::getenv("LONGCTX_FLASH_FWD") ? std::getenv("LONGCTX_FLASH_FWD") : "auto");
     for (int64_t hd : hds)
       for (int64_t T : Ts) {
         const int64_t B = std::max<int64_t>(1, tokens / T), n = B * T * H * hd;

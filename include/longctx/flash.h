@@ -30,6 +30,12 @@ struct FlashShape {
 FlashShape flash_shape(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS,
                        Mask mask, int64_t q_pos0 = 0, int64_t k_pos0 = 0);
 
+// Which forward kernel flash_fwd runs: kAuto = wgmma on sm_90 (Hopper) devices, mma.sync
+// elsewhere; the others force one (tests run both; kWgmma throws Error off Hopper).
+enum class FwdKernel { kAuto, kMmaSync, kWgmma };
+void set_flash_fwd_kernel(FwdKernel k);
+bool wgmma_available();  // the current device is sm_90 and the wgmma kernel was built
+
 // Forward. Writes lse (B, Tq, NH) fp32 and O: as bf16 into o (if non-null) and/or as the fp32
 // partial into o32 (if non-null; contiguous (B, Tq, NH, HS)) for merging ring steps. Rows that see
 // no key get lse = -inf and O = 0.

@@ -1,0 +1,201 @@
+// flash_fwd_wgmma.cu — the forward of flash_fwd.cu on Hopper warpgroup MMAs (sm_90a).
+//   Same math, shapes and outputs as flash_fwd.cu (see there). Block = 2 warpgroups × 64 query
+//   rows; S = Q·Kᵀ by wgmma m64n64k16 with Q and K read from 128B-swizzled shared memory through
+//   descriptors; P stays in registers and O += P·V by wgmma m64n{HS}k16 with V read transposed
+//   (MN-major) from shared memory. K/V tiles of 64 keys double-buffered by cp.async.
+//   Limits: HS 64 or 128; sm_90a (the launcher falls back to the mma.sync kernel elsewhere).
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "flash_common.cuh"
+#include "wgmma.cuh"
+
+namespace longctx::gpu {
+
+namespace {
+
+constexpr int BC = 64, WG = 2, THREADS = WG * 128, BR = WG * 64;
+
+struct Args {
+  const __nv_bfloat16 *q, *k, *v;
+  __nv_bfloat16* o;
+  float *o32, *lse;
+  FlashShape s;
+  float scale_log2;
+};
+
+// Rows [row0, row0 + R) of a (rows_total, HS) matrix into a swizzled panel tile; zeros past the end.
+template <int R, int HS>
+__device__ __forceinline__ void load_sw128(__nv_bfloat16* tile, const __nv_bfloat16* src, int64_t stride,
+                                           int64_t row0, int64_t rows_total) {
+  constexpr int CH = HS / 8;
+  for (int i = threadIdx.x; i < R * CH; i += THREADS) {
+    const int r = i / CH, c = i % CH;
+    const bool valid = row0 + r < rows_total;
+    cp_async16(tile + sw128<R>(r, c), valid ? src + (row0 + r) * stride + c * 8 : src, valid);
+  }
+}
+
+template <int HS>
+__global__ void __launch_bounds__(THREADS, 1) flash_fwd_wgmma_kernel(const Args a) {
+  constexpr int DN = HS / 2;  // O accumulator floats per thread (64 x HS over 128 threads)
+  extern __shared__ unsigned char smem_raw[];
+  // Descriptors assume 1024-byte aligned 8-row groups.
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  __nv_bfloat16* Ks = Qs + BR * HS;      // [2][BC x HS]
+  __nv_bfloat16* Vs = Ks + 2 * BC * HS;  // [2][BC x HS]
+
+  const FlashShape& s = a.s;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
+  const int g = lane / 4, c = lane % 4;
+  const int64_t qt = gridDim.x - 1 - blockIdx.x;
+  const int64_t h = blockIdx.y, b = blockIdx.z, kvh = h / (s.NH / s.NKV), q0 = qt * BR;
+  const __nv_bfloat16* qb = a.q + b * s.q_sb + h * s.q_sh;
+  const __nv_bfloat16* kb = a.k + b * s.k_sb + kvh * s.k_sh;
+  const __nv_bfloat16* vb = a.v + b * s.k_sb + kvh * s.k_sh;
+  int64_t kend = s.Tk;
+  if (s.mask == Mask::kCausal) {
+    const int64_t last_q = min64(s.Tq, q0 + BR) - 1;
+    kend = min64(s.Tk, max64(0, s.q_pos0 + last_q - s.k_pos0 + 1));
+  }
+  const int ntiles = int((kend + BC - 1) / BC);
+
+  load_sw128<BR, HS>(Qs, qb, s.q_st, q0, s.Tq);
+  if (ntiles > 0) {
+    load_sw128<BC, HS>(Ks, kb, s.k_st, 0, s.Tk);
+    load_sw128<BC, HS>(Vs, vb, s.k_st, 0, s.Tk);
+  }
+  cp_async_commit();
+
+  float o[DN] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  const int64_t row[2] = {q0 + wg * 64 + warp * 16 + g, q0 + wg * 64 + warp * 16 + g + 8};
+  const __nv_bfloat16* Qw = Qs + wg * 64 * 64;  // this warpgroup's 64 rows in each panel
+
+  for (int t = 0; t < ntiles; ++t) {
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+    const __nv_bfloat16* Kt = Ks + (t & 1) * BC * HS;
+    const __nv_bfloat16* Vt = Vs + (t & 1) * BC * HS;
+    if (t + 1 < ntiles) {
+      load_sw128<BC, HS>(Ks + ((t + 1) & 1) * BC * HS, kb, s.k_st, int64_t(t + 1) * BC, s.Tk);
+      load_sw128<BC, HS>(Vs + ((t + 1) & 1) * BC * HS, vb, s.k_st, int64_t(t + 1) * BC, s.Tk);
+    }
+    cp_async_commit();
+
+    // S (64 x 64 per warpgroup) = Q Kᵀ over HS/16 k-steps; k-step kk is 32 bytes into panel kk/4.
+    float sc[32];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; ++kk) {
+      const uint64_t dq = smem_desc(Qw + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024);
+      const uint64_t dk = smem_desc(Kt + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024);
+      wgmma_ss_n64(sc, dq, dk, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait0();
+
+    // Online softmax; sc[4·nt + e] is (row g + 8·(e/2), key 8·nt + 2c + e%2), as mma.sync's C.
+    const int64_t tile_last = int64_t(t + 1) * BC - 1;
+    const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = sc[4 * nt + 2 * hr + e];
+          x *= a.scale_log2;
+          if (edge) {
+            const int64_t j = int64_t(t) * BC + nt * 8 + 2 * c + e;
+            if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) x = -INFINITY;
+          }
+          mx = fmaxf(mx, x);
+        }
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+      const float m_new = fmaxf(m[hr], mx), m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float corr = exp2f(m[hr] - m_use);
+      m[hr] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = sc[4 * nt + 2 * hr + e];
+          x = exp2f(x - m_use);
+          sum += x;
+        }
+      l[hr] = l[hr] * corr + sum;
+#pragma unroll
+      for (int j = 0; j < DN / 4; ++j) o[4 * j + 2 * hr] *= corr, o[4 * j + 2 * hr + 1] *= corr;
+    }
+    // O += P V: P as register A fragments (16 keys per k-step), V transposed (MN-major) from smem.
+    uint32_t pa[BC / 16][4];  // all A fragments ready before the first wgmma reads any
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pa[kk][i] = pack_bf16(sc[8 * kk + 2 * i], sc[8 * kk + 2 * i + 1]);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+      const uint64_t dv = smem_desc(Vt + kk * 16 * 64, BC * 128, 1024);
+      if constexpr (HS == 128) wgmma_rs_n128(o, pa[kk], dv);
+      else wgmma_rs_n64(o, pa[kk], dv);
+    }
+    wgmma_commit();
+    wgmma_wait0();
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float L = l[hr];
+    L += __shfl_xor_sync(0xffffffff, L, 1);
+    L += __shfl_xor_sync(0xffffffff, L, 2);
+    if (row[hr] >= s.Tq) continue;
+    const float inv = L > 0.f ? 1.f / L : 0.f;
+    const int64_t orow = b * s.q_sb + row[hr] * s.q_st + h * s.q_sh;
+    const int64_t o32row = ((b * s.Tq + row[hr]) * s.NH + h) * HS;
+#pragma unroll
+    for (int j = 0; j < DN / 4; ++j) {
+      const float x0 = o[4 * j + 2 * hr] * inv, x1 = o[4 * j + 2 * hr + 1] * inv;
+      const int col = j * 8 + 2 * c;
+      if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + col) = __floats2bfloat162_rn(x0, x1);
+      if (a.o32) *reinterpret_cast<float2*>(a.o32 + o32row + col) = make_float2(x0, x1);
+    }
+    if (c == 0)
+      a.lse[(b * s.Tq + row[hr]) * s.NH + h] = L > 0.f ? (m[hr] + log2f(L)) * 0.69314718056f : -INFINITY;
+  }
+}
+
+template <int HS>
+void launch(const Args& a, cudaStream_t st) {
+  const size_t smem = size_t(BR + 4 * BC) * HS * sizeof(__nv_bfloat16) + 1024;
+  static bool configured = false;
+  if (!configured) {
+    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_wgmma_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    configured = true;
+  }
+  const dim3 grid(unsigned((a.s.Tq + BR - 1) / BR), unsigned(a.s.NH), unsigned(a.s.B));
+  flash_fwd_wgmma_kernel<HS><<<grid, THREADS, smem, st>>>(a);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+// Called by flash_fwd on sm_90 devices (see flash_fwd.cu).
+void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                     uint16_t* o, float* o32, float* lse, void* stream) {
+  Args a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
+         reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<__nv_bfloat16*>(o), o32, lse, s,
+         float(1.4426950408889634 / std::sqrt(double(s.HS)))};
+  auto st = static_cast<cudaStream_t>(stream);
+  if (s.HS == 128) launch<128>(a, st);
+  else launch<64>(a, st);
+}
+
+}  // namespace longctx::gpu
