@@ -16,6 +16,11 @@ namespace longctx::gpu {
 namespace {
 
 constexpr int BC = 64, WG = 2, THREADS = WG * 128, BR = WG * 64;
+// Blocks per SM the register budget is cut for: at HS=128, two blocks (128 registers, a few
+// spilled) ran 21% faster than one (166 registers); at HS=64 one block was 3% faster
+// (docs/PERFORMANCE.md, v5).
+template <int HS>
+constexpr int kMinBlocks = HS == 128 ? 2 : 1;
 
 struct Args {
   const __nv_bfloat16 *q, *k, *v;
@@ -38,7 +43,7 @@ __device__ __forceinline__ void load_sw128(__nv_bfloat16* tile, const __nv_bfloa
 }
 
 template <int HS>
-__global__ void __launch_bounds__(THREADS, 1) flash_fwd_wgmma_kernel(const Args a) {
+__global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kernel(const Args a) {
   constexpr int DN = HS / 2;  // O accumulator floats per thread (64 x HS over 128 threads)
   extern __shared__ unsigned char smem_raw[];
   // Descriptors assume 1024-byte aligned 8-row groups.
@@ -102,13 +107,12 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_wgmma_kernel(const Args 
     const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      float mx = -INFINITY;
+      float mx = -INFINITY;  // on raw scores: the scale is positive, so the max commutes with it
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = sc[4 * nt + 2 * hr + e];
-          x *= a.scale_log2;
           if (edge) {
             const int64_t j = int64_t(t) * BC + nt * 8 + 2 * c + e;
             if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) x = -INFINITY;
@@ -117,7 +121,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_wgmma_kernel(const Args 
         }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-      const float m_new = fmaxf(m[hr], mx), m_use = m_new == -INFINITY ? 0.f : m_new;
+      const float m_new = fmaxf(m[hr], mx * a.scale_log2), m_use = m_new == -INFINITY ? 0.f : m_new;
       const float corr = exp2f(m[hr] - m_use);
       m[hr] = m_new;
       float sum = 0.f;
@@ -126,7 +130,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_fwd_wgmma_kernel(const Args 
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = sc[4 * nt + 2 * hr + e];
-          x = exp2f(x - m_use);
+          x = exp2f(fmaf(x, a.scale_log2, -m_use));  // scale and shift in one instruction
           sum += x;
         }
       l[hr] = l[hr] * corr + sum;
