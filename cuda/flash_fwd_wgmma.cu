@@ -134,8 +134,12 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
           sum += x;
         }
       l[hr] = l[hr] * corr + sum;
+      // Once a row's maximum settles, corr is 1: skip the rescale when the whole warp agrees
+      // (HS=128: +3%; at HS=64 the vote cost more than it saved, -4%: docs/PERFORMANCE.md v8).
+      if (HS == 64 || __any_sync(0xffffffff, corr != 1.f)) {
 #pragma unroll
-      for (int j = 0; j < DN / 4; ++j) o[4 * j + 2 * hr] *= corr, o[4 * j + 2 * hr + 1] *= corr;
+        for (int j = 0; j < DN / 4; ++j) o[4 * j + 2 * hr] *= corr, o[4 * j + 2 * hr + 1] *= corr;
+      }
     }
     // O += P V: P as register A fragments (16 keys per k-step), V transposed (MN-major) from smem.
     uint32_t pa[BC / 16][4];  // all A fragments ready before the first wgmma reads any
