@@ -177,11 +177,7 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dq_kernel(const BwdArgs 
   const int64_t kvh = h / (s.NH / s.NKV), q0 = qt * BQ;
   const __nv_bfloat16* kb = a.k + b * s.k_sb + kvh * s.k_sh;
   const __nv_bfloat16* vb = a.v + b * s.k_sb + kvh * s.k_sh;
-  int64_t kend = s.Tk;
-  if (s.mask == Mask::kCausal) {
-    const int64_t last_q = min64(s.Tq, q0 + BQ) - 1;
-    kend = min64(s.Tk, max64(0, s.q_pos0 + last_q - s.k_pos0 + 1));
-  }
+  const int64_t kend = visible_key_end(s, q0, BQ);  // keys any row of the block may see
   const int ntiles = int((kend + BT - 1) / BT);
   const int64_t off = b * s.q_sb + h * s.q_sh;
   load_tile<BQ, HS, THREADS>(Qs, a.q + off, s.q_st, q0, s.Tq);

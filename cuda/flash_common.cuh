@@ -19,6 +19,16 @@ void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, 
                      uint16_t* o, float* o32, float* lse, void* stream);
 }  // namespace longctx::gpu
 
+namespace longctx::gpu {
+// Keys [0, end) that any of the query rows [q0, q0 + rows) may see (all of them unless causal).
+__device__ __forceinline__ int64_t visible_key_end(const FlashShape& s, int64_t q0, int64_t rows) {
+  if (s.mask != Mask::kCausal) return s.Tk;
+  const int64_t last_q = (q0 + rows < s.Tq ? q0 + rows : s.Tq) - 1;
+  const int64_t end = s.q_pos0 + last_q - s.k_pos0 + 1;
+  return end < 0 ? 0 : (end < s.Tk ? end : s.Tk);
+}
+}  // namespace longctx::gpu
+
 // CUDA_CHECK(call): a failing CUDA call throws longctx::Error (see cuda_fail).
 #define CUDA_CHECK(call)                                                                    \
   do {                                                                                      \

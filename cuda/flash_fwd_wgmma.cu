@@ -59,11 +59,7 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
   const __nv_bfloat16* qb = a.q + b * s.q_sb + h * s.q_sh;
   const __nv_bfloat16* kb = a.k + b * s.k_sb + kvh * s.k_sh;
   const __nv_bfloat16* vb = a.v + b * s.k_sb + kvh * s.k_sh;
-  int64_t kend = s.Tk;
-  if (s.mask == Mask::kCausal) {
-    const int64_t last_q = min64(s.Tq, q0 + BR) - 1;
-    kend = min64(s.Tk, max64(0, s.q_pos0 + last_q - s.k_pos0 + 1));
-  }
+  const int64_t kend = visible_key_end(s, q0, BR);  // keys any row of the block may see
   const int ntiles = int((kend + BC - 1) / BC);
 
   load_sw128<BR, HS>(Qs, qb, s.q_st, q0, s.Tq);
