@@ -2,10 +2,12 @@
 // a resumed run continues bit for bit, checkpoints land where the deck says.
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "catch.h"
 #include "longctx/checkpoint.h"
 #include "longctx/config.h"
+#include "longctx/log.h"
 #include "longctx/train.h"
 #include "util.h"
 
@@ -154,4 +156,39 @@ TEST_CASE("periodic checkpoints are pruned to checkpoint.keep, stage ends kept",
   std::sort(names.begin(), names.end());
   // Steps 2 4 6 8 10 12 were written; 6 and 12 end stages; of the rest only the newest (10) stays.
   CHECK(names == std::vector<std::string>{"ckpt_0000006.h5", "ckpt_0000010.h5", "ckpt_0000012.h5"});
+}
+
+TEST_CASE("resume keeps each metrics line once and drops lines cut short by a crash", "[e2e]") {
+  const std::string dir = temp_dir("metrics");
+  const std::string path = dir + "/metrics.jsonl";
+  {
+    std::ofstream f(path);
+    f << "{\"stage\":1,\"global_step\":1,\"loss\":5.5}\n"
+      << "{\"stage\":1,\"global_step\":2,\"loss\":5.1}\n"
+      << "{\"stage\":1,\"global_step\":3,\"loss\":4.9}\n"  // after the checkpoint: dropped
+      << "{\"stage\":1,\"global_step\":";                   // cut short: dropped, not fatal
+  }
+  FILE* f = open_metrics(path, 2);
+  REQUIRE(f);
+  std::fclose(f);
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  CHECK(lines == std::vector<std::string>{"{\"stage\":1,\"global_step\":1,\"loss\":5.5}",
+                                          "{\"stage\":1,\"global_step\":2,\"loss\":5.1}"});
+}
+
+TEST_CASE("checkpoint pruning ignores files that only look like checkpoints", "[e2e]") {
+  Config cfg = small_deck(temp_dir("prune-names"));
+  cfg.checkpoint.keep = 1;
+  fs::create_directories(cfg.checkpoint.dir);
+  for (const char* n : {"ckpt_release.h5", "ckpt_12abcde.h5", "ckpt_0000002.h5", "ckpt_0000004.h5",
+                        "ckpt_123456789.h5", "notes.txt"})
+    std::ofstream(cfg.checkpoint.dir + "/" + n) << "x";
+  prune_checkpoints(cfg);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  // Steps 2 and 4 and 123456789 are checkpoints (none ends a stage of this deck): the newest stays.
+  CHECK(names == std::vector<std::string>{"ckpt_123456789.h5", "ckpt_12abcde.h5", "ckpt_release.h5", "notes.txt"});
 }
