@@ -33,6 +33,19 @@ __device__ __forceinline__ void c_to_a(uint32_t* a, const float* c0, const float
   a[2] = pack_bf16(c1[0], c1[1]), a[3] = pack_bf16(c1[2], c1[3]);
 }
 
+// dst[col] += scale·acc for this lane's columns (8·dt + 2·(lane%4), +1) of row half hr (C layout).
+template <int DT>
+__device__ __forceinline__ void add_row(float* dst, const float (&acc)[DT][4], int hr, float scale) {
+  const int c = (threadIdx.x & 31) % 4;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    float2* p = reinterpret_cast<float2*>(dst + dt * 8 + 2 * c);
+    float2 x = *p;
+    x.x += acc[dt][2 * hr] * scale, x.y += acc[dt][2 * hr + 1] * scale;
+    *p = x;
+  }
+}
+
 // ---- kernel 1: dK, dV for one key tile -------------------------------------------------------
 template <int HS, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dkdv_kernel(const BwdArgs a) {
@@ -148,16 +161,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dkdv_kernel(const BwdArg
   for (int hr = 0; hr < 2; ++hr) {
     if (key[hr] >= s.Tk) continue;
     const int64_t base = ((b * s.Tk + key[hr]) * s.NKV + kvh) * HS;
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt) {
-      const int col = dt * 8 + 2 * c;
-      float2* pk = reinterpret_cast<float2*>(a.dk + base + col);
-      float2* pv = reinterpret_cast<float2*>(a.dv + base + col);
-      float2 x = *pk, y = *pv;
-      x.x += dk[dt][2 * hr] * a.scale, x.y += dk[dt][2 * hr + 1] * a.scale;
-      y.x += dv[dt][2 * hr], y.y += dv[dt][2 * hr + 1];
-      *pk = x, *pv = y;
-    }
+    add_row(a.dk + base, dk, hr, a.scale);
+    add_row(a.dv + base, dv, hr, 1.f);
   }
 }
 
@@ -253,17 +258,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dq_kernel(const BwdArgs 
     __syncthreads();
   }
 #pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    if (row[hr] >= s.Tq) continue;
-    const int64_t base = ((b * s.Tq + row[hr]) * s.NH + h) * HS;
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt) {
-      float2* p = reinterpret_cast<float2*>(a.dq + base + dt * 8 + 2 * c);
-      float2 x = *p;
-      x.x += dq[dt][2 * hr] * a.scale, x.y += dq[dt][2 * hr + 1] * a.scale;
-      *p = x;
-    }
-  }
+  for (int hr = 0; hr < 2; ++hr)
+    if (row[hr] < s.Tq) add_row(a.dq + ((b * s.Tq + row[hr]) * s.NH + h) * HS, dq, hr, a.scale);
 }
 
 template <int HS, int WARPS>

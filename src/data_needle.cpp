@@ -109,7 +109,8 @@ NeedleInfo needle_sample(const DataConfig& d, uint64_t seed, int64_t step, int64
   // depth * R among those <= R.
   const bool landmark = d.filler == "landmark";
   const double target = depth * double(room);
-  std::string filler;
+  static thread_local std::string filler;  // reused: no allocation per sample once grown
+  filler.clear();
   filler.reserve(size_t(room) + 128);
   int64_t b = 0;
   for (int64_t i = 0; int64_t(filler.size()) < room; ++i) {
