@@ -3,7 +3,8 @@
 #   make test         build and run the Catch2 suite (single rank, then the MPI and e2e tests)
 #   make run          install missing packages (apt-get, as root), build, train input/tiny.toml
 #   make deps         only the package step of `make run`
-# Knobs: CUDA=0|1 (default 1 when nvcc is found), DEBUG=1, SANITIZE=1, GPU_ARCH=90, DECK=input/tiny.toml
+# Knobs: CUDA=0|1 (default 1 when nvcc and its toolkit headers are found), CUDA_HOME (default:
+#        asked of nvcc), DEBUG=1, SANITIZE=1, GPU_ARCH=90, DECK=input/tiny.toml
 
 SHELL := /bin/bash
 comma := ,
@@ -14,12 +15,18 @@ SANITIZE ?= 0
 GPU_ARCH ?= 90
 DECK     ?= input/tiny.toml
 NVCC     ?= $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
-CUDA     ?= $(if $(NVCC),1,0)
+# nvcc may be a wrapper script (/usr/local/bin/nvcc execs /usr/local/cuda-13.0/bin/nvcc), so ask
+# nvcc itself where its toolkit lives rather than guessing from its path.
+CUDA_HOME ?= $(if $(NVCC),$(realpath $(shell $(NVCC) -v --dryrun -x cu /dev/null 2>&1 \
+               | sed -n 's/^\#\$$ TOP=//p' | head -n 1)))
+CUDA_OK  := $(if $(wildcard $(CUDA_HOME)/include/cuda_runtime.h),yes)
+CUDA     ?= $(if $(CUDA_OK),1,0)
 
 $(foreach k,DEBUG SANITIZE CUDA,$(if $(filter 0 1,$($(k))),,$(error $(k)=$($(k)) must be 0 or 1)))
 $(if $(filter 80 86 89 90 90a 100,$(GPU_ARCH)),,$(error GPU_ARCH=$(GPU_ARCH): expected one of 80 86 89 90 90a 100))
 ifeq ($(CUDA),1)
   $(if $(NVCC),,$(error CUDA=1 but nvcc was not found: put it on PATH, or build with CUDA=0))
+  $(if $(CUDA_OK),,$(error CUDA=1 but "$(CUDA_HOME)/include/cuda_runtime.h" is missing: set CUDA_HOME=<toolkit>, or build with CUDA=0))
 endif
 
 # ---- what this machine has ------------------------------------------------------------------
@@ -72,19 +79,18 @@ endif
 
 CU_FILES := $(wildcard cuda/*.cu)
 ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
-  CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
   # -ftz=true: exp2f of the softmax becomes one MUFU.EX2 (+8% on the attention forward,
   # docs/PERFORMANCE.md v7); probabilities below 1e-38 flush to zero, far under bf16 resolution.
   NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
                -ftz=true -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
 endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
     | BLAS $(or $(BLAS_PC),MISSING) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
-    | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet)),off) \
+    | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet)),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
 
