@@ -81,7 +81,7 @@ CU_FILES := $(wildcard cuda/*.cu)
 ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
   # -ftz=true: exp2f of the softmax becomes one MUFU.EX2 (+8% on the attention forward,
   # docs/PERFORMANCE.md v7); probabilities below 1e-38 flush to zero, far under bf16 resolution.
-  NVCCFLAGS := -std=c++20 -O3 -lineinfo -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
+  NVCCFLAGS := -std=c++20 -O3 -lineinfo -MMD -MP -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
                -ftz=true -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
@@ -145,7 +145,7 @@ $(OBJ_DIR)/%.o: %.cu
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 # The Hopper kernels use wgmma, which exists only in the sm_90a target.
-$(OBJ_DIR)/cuda/flash_fwd_wgmma.o: cuda/flash_fwd_wgmma.cu
+$(OBJ_DIR)/cuda/flash_fwd_wgmma.o $(OBJ_DIR)/cuda/flash_bwd_wgmma.o: $(OBJ_DIR)/cuda/%.o: cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(filter-out -gencode arch=compute_$(GPU_ARCH)$(comma)code=sm_$(GPU_ARCH),$(NVCCFLAGS)) \
 	  -gencode arch=compute_90a,code=sm_90a -c $< -o $@

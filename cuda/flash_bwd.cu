@@ -286,11 +286,19 @@ void launch_bwd(const BwdArgs& a, cudaStream_t st) {
 
 }  // namespace
 
+static BwdKernel g_bwd_kernel = BwdKernel::kAuto;
+void set_flash_bwd_kernel(BwdKernel k) { g_bwd_kernel = k; }
+
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
                float* dv, void* stream) {
   check_flash_shape(s);
   if (s.mask == Mask::kSkip) return;
+  if (g_bwd_kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (g_bwd_kernel == BwdKernel::kWgmma || (g_bwd_kernel == BwdKernel::kAuto && wgmma_available())) {
+    flash_bwd_wgmma(s, q, k, v, dout, lse, delta, dq, dk, dv, stream);
+    return;
+  }
   const double scale = 1.0 / std::sqrt(double(s.HS));
   BwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),

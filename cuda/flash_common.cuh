@@ -17,6 +17,10 @@ void flash_require(bool ok, const char* what);
 // The sm_90a forward (cuda/flash_fwd_wgmma.cu); same contract as flash_fwd.
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                      uint16_t* o, float* o32, float* lse, void* stream);
+// The sm_90a backward (cuda/flash_bwd_wgmma.cu); same contract as flash_bwd, dQ by atomics.
+void flash_bwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                     const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
+                     float* dv, void* stream);
 }  // namespace longctx::gpu
 
 namespace longctx::gpu {

@@ -30,18 +30,6 @@ struct Args {
   float scale_log2;
 };
 
-// Rows [row0, row0 + R) of a (rows_total, HS) matrix into a swizzled panel tile; zeros past the end.
-template <int R, int HS>
-__device__ __forceinline__ void load_sw128(__nv_bfloat16* tile, const __nv_bfloat16* src, int64_t stride,
-                                           int64_t row0, int64_t rows_total) {
-  constexpr int CH = HS / 8;
-  for (int i = threadIdx.x; i < R * CH; i += THREADS) {
-    const int r = i / CH, c = i % CH;
-    const bool valid = row0 + r < rows_total;
-    cp_async16(tile + sw128<R>(r, c), valid ? src + (row0 + r) * stride + c * 8 : src, valid);
-  }
-}
-
 template <int HS>
 __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kernel(const Args a) {
   constexpr int DN = HS / 2;  // O accumulator floats per thread (64 x HS over 128 threads)
@@ -62,10 +50,10 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
   const int64_t kend = visible_key_end(s, q0, BR);  // keys any row of the block may see
   const int ntiles = int((kend + BC - 1) / BC);
 
-  load_sw128<BR, HS>(Qs, qb, s.q_st, q0, s.Tq);
+  load_sw128<BR, HS, THREADS>(Qs, qb, s.q_st, q0, s.Tq);
   if (ntiles > 0) {
-    load_sw128<BC, HS>(Ks, kb, s.k_st, 0, s.Tk);
-    load_sw128<BC, HS>(Vs, vb, s.k_st, 0, s.Tk);
+    load_sw128<BC, HS, THREADS>(Ks, kb, s.k_st, 0, s.Tk);
+    load_sw128<BC, HS, THREADS>(Vs, vb, s.k_st, 0, s.Tk);
   }
   cp_async_commit();
 
@@ -81,8 +69,8 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
     const __nv_bfloat16* Kt = Ks + (t & 1) * BC * HS;
     const __nv_bfloat16* Vt = Vs + (t & 1) * BC * HS;
     if (t + 1 < ntiles) {
-      load_sw128<BC, HS>(Ks + ((t + 1) & 1) * BC * HS, kb, s.k_st, int64_t(t + 1) * BC, s.Tk);
-      load_sw128<BC, HS>(Vs + ((t + 1) & 1) * BC * HS, vb, s.k_st, int64_t(t + 1) * BC, s.Tk);
+      load_sw128<BC, HS, THREADS>(Ks + ((t + 1) & 1) * BC * HS, kb, s.k_st, int64_t(t + 1) * BC, s.Tk);
+      load_sw128<BC, HS, THREADS>(Vs + ((t + 1) & 1) * BC * HS, vb, s.k_st, int64_t(t + 1) * BC, s.Tk);
     }
     cp_async_commit();
 

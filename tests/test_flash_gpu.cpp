@@ -168,9 +168,13 @@ TEST_CASE("GPU ring-step partials over 2, 4 and 8 key blocks merge to full atten
 
 TEST_CASE("GPU flash backward equals the fp64 gradients, whole and in ring steps", "[gpu]") {
   if (!gpu::gpu_available()) LONGCTX_SKIP("no GPU: skipped");
+  std::vector<gpu::BwdKernel> kernels = {gpu::BwdKernel::kMmaSync};
+  if (gpu::wgmma_available()) kernels.push_back(gpu::BwdKernel::kWgmma);
+  for (gpu::BwdKernel kernel : kernels)
   for (Case c : {Case{1, 77, 4, 4, 64, true}, Case{2, 130, 8, 2, 128, true}, Case{1, 200, 8, 1, 128, false},
-                 Case{1, 64, 2, 2, 64, false}, Case{1, 300, 4, 1, 64, true}}) {
-    INFO("B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
+                 Case{1, 64, 2, 2, 64, false}, Case{1, 300, 4, 1, 64, true}, Case{1, 520, 8, 2, 128, true}}) {
+    gpu::set_flash_bwd_kernel(kernel);
+    INFO("kernel " << (kernel == gpu::BwdKernel::kWgmma ? "wgmma" : "mma.sync") << " B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
     const size_t nq = c.B * c.T * c.NH * c.HS, nk = c.B * c.T * c.NKV * c.HS;
     Bf16Tensor q(nq), k(nk), v(nk), dout(nq);
     const gpu::Mask mask = c.causal ? gpu::Mask::kCausal : gpu::Mask::kFull;
@@ -207,6 +211,30 @@ TEST_CASE("GPU flash backward equals the fp64 gradients, whole and in ring steps
     CHECK(rel_err(dk2.get(), r.dk) < kBwdTol);
     CHECK(rel_err(dv2.get(), r.dv) < kBwdTol);
   }
+  gpu::set_flash_bwd_kernel(gpu::BwdKernel::kAuto);
+}
+
+TEST_CASE("GPU flash backward: the mma.sync kernel is bitwise repeatable", "[gpu]") {
+  if (!gpu::gpu_available()) LONGCTX_SKIP("no GPU: skipped");
+  const int64_t B = 1, T = 333, NH = 8, NKV = 2, HS = 128, nq = B * T * NH * HS, nk = B * T * NKV * HS;
+  Bf16Tensor q(nq), k(nk), v(nk), dout(nq);
+  const auto s = gpu::flash_shape(B, T, T, NH, NKV, HS, gpu::Mask::kCausal);
+  Dev<uint16_t> o(nq);
+  Dev<float> lse(B * T * NH), delta(lse.n), dq(nq), dk(nk), dv(nk);
+  gpu::flash_fwd(s, q.d.p, k.d.p, v.d.p, o.p, nullptr, lse.p);
+  gpu::flash_delta(s, o.p, dout.d.p, delta.p);
+  gpu::set_flash_bwd_kernel(gpu::BwdKernel::kMmaSync);
+  std::vector<float> first[3];
+  for (int run = 0; run < 3; ++run) {
+    dq.fill_bytes(0), dk.fill_bytes(0), dv.fill_bytes(0);
+    gpu::flash_bwd(s, q.d.p, k.d.p, v.d.p, dout.d.p, lse.p, delta.p, dq.p, dk.p, dv.p);
+    const std::vector<float> got[3] = {dq.get(), dk.get(), dv.get()};
+    for (int t = 0; t < 3; ++t) {
+      if (run == 0) first[t] = got[t];
+      else CHECK(std::memcmp(got[t].data(), first[t].data(), got[t].size() * sizeof(float)) == 0);
+    }
+  }
+  gpu::set_flash_bwd_kernel(gpu::BwdKernel::kAuto);
 }
 
 TEST_CASE("GPU flash backward: finite-difference spot check", "[gpu]") {

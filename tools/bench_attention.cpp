@@ -1,10 +1,12 @@
 // bench_attention.cpp — forward and backward TFLOP/s of longctx's GPU flash attention, in the
 // format of shared/bench/torch_reference.py so the two print side by side (run both in one call:
-// tools/gpu_bench.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
+// tools/gpu_check.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
 //   build/bench_attention [--T 4096,16384,65536] [--hd 128,64] [--heads 16] [--tokens 16384]
 //                         [--noncausal] [--iters 10]
 // B = max(1, tokens / T). FLOPs: fwd 4·B·H·T²·hd (halved when causal); bwd 2.5 × fwd.
 // Inputs random normal (never zeros); medians of CUDA-event timings after 3 warm-up runs.
+// LONGCTX_FLASH_FWD=mma|wgmma and LONGCTX_FLASH_BWD=mma|wgmma force a kernel (default: wgmma on
+// Hopper); the bwd time includes flash_delta.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -81,8 +83,11 @@ int main(int argc, char** argv) {
     ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
     if (const char* e = std::getenv("LONGCTX_FLASH_FWD"))  // "mma" or "wgmma": force a forward kernel
       gpu::set_flash_fwd_kernel(std::string(e) == "mma" ? gpu::FwdKernel::kMmaSync : gpu::FwdKernel::kWgmma);
-    std::printf("longctx flash attention on %s (forward: %s)\n", prop.name,
-                std::getenv("LONGCTX_FLASH_FWD") ? std::getenv("LONGCTX_FLASH_FWD") : "auto");
+    if (const char* e = std::getenv("LONGCTX_FLASH_BWD"))  // "mma" (deterministic) or "wgmma"
+      gpu::set_flash_bwd_kernel(std::string(e) == "mma" ? gpu::BwdKernel::kMmaSync : gpu::BwdKernel::kWgmma);
+    std::printf("longctx flash attention on %s (forward: %s, backward: %s)\n", prop.name,
+                std::getenv("LONGCTX_FLASH_FWD") ? std::getenv("LONGCTX_FLASH_FWD") : "auto",
+                std::getenv("LONGCTX_FLASH_BWD") ? std::getenv("LONGCTX_FLASH_BWD") : "auto");
     for (int64_t hd : hds)
       for (int64_t T : Ts) {
         const int64_t B = std::max<int64_t>(1, tokens / T), n = B * T * H * hd;

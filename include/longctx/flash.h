@@ -51,8 +51,13 @@ void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream = nullptr);
 
 // Backward of one block, from the FINAL lse of the queries and delta = rowsum(dO ∘ O) (B, Tq, NH),
 // computed once per attention by flash_delta. dq (B,Tq,NH,HS), dk/dv (B,Tk,NKV,HS): fp32,
-// contiguous, ACCUMULATED (+=), so ring steps add up. Deterministic: no atomics; dK/dV and dQ are
-// produced by two kernels that each own their outputs (the price: S and dP are computed twice).
+// contiguous, ACCUMULATED (+=), so ring steps add up.
+// Two kernels: kWgmma (sm_90a, 5 matmuls) adds dQ with fp32 atomics, so dQ's last bits vary from
+// run to run; kMmaSync is deterministic (no atomics: dK/dV and dQ come from two kernels that each
+// own their outputs, at the price of computing S and dP twice). kAuto = kWgmma on Hopper; choose
+// kMmaSync where runs must be bit-reproducible.
+enum class BwdKernel { kAuto, kMmaSync, kWgmma };
+void set_flash_bwd_kernel(BwdKernel k);
 void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, float* delta,
                  void* stream = nullptr);
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
