@@ -19,14 +19,6 @@ namespace {
 
 constexpr int BT = 64;  // the streamed tile: queries (kernel 1) or keys (kernel 2)
 
-struct BwdArgs {
-  const __nv_bfloat16 *q, *k, *v, *dout;
-  const float *lse, *delta;
-  float *dq, *dk, *dv;
-  FlashShape s;
-  float scale, scale_log2;
-};
-
 // Pack two adjacent 16x8 fp32 C tiles (n-tiles 2kk, 2kk+1) into one bf16 A fragment.
 __device__ __forceinline__ void c_to_a(uint32_t* a, const float* c0, const float* c1) {
   a[0] = pack_bf16(c0[0], c0[1]), a[1] = pack_bf16(c0[2], c0[3]);
@@ -294,16 +286,16 @@ void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const 
                float* dv, void* stream) {
   check_flash_shape(s);
   if (s.mask == Mask::kSkip) return;
-  if (g_bwd_kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
-  if (g_bwd_kernel == BwdKernel::kWgmma || (g_bwd_kernel == BwdKernel::kAuto && wgmma_available())) {
-    flash_bwd_wgmma(s, q, k, v, dout, lse, delta, dq, dk, dv, stream);
-    return;
-  }
   const double scale = 1.0 / std::sqrt(double(s.HS));
   BwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),
             lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634)};
   auto st = static_cast<cudaStream_t>(stream);
+  if (g_bwd_kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (g_bwd_kernel == BwdKernel::kWgmma || (g_bwd_kernel == BwdKernel::kAuto && wgmma_available())) {
+    flash_bwd_wgmma(a, st);
+    return;
+  }
   if (s.HS == 128) launch_bwd<128, 4>(a, st);
   else launch_bwd<64, 4>(a, st);
 }

@@ -19,8 +19,6 @@
 //   Limits: HS 64 or 128; sm_90a only (flash_bwd falls back to flash_bwd.cu elsewhere).
 #include <cuda_runtime.h>
 
-#include <cmath>
-
 #include "flash_common.cuh"
 #include "wgmma.cuh"
 
@@ -30,16 +28,22 @@ namespace {
 
 constexpr int BN = 128, BM = 64, THREADS = 256;
 
-struct Args {
-  const __nv_bfloat16 *q, *k, *v, *dout;
-  const float *lse, *delta;
-  float *dq, *dk, *dv;
-  FlashShape s;
-  float scale, scale_log2;
-};
+// acc (64 x HS) += A · B over 64 k-rows: A as 4 register fragments (16 k each, from the C layout
+// of an m64n64 wgmma), B a swizzled smem tile of BM = 64 rows x HS read MN-major. One commit group.
+template <int HS>
+__device__ __forceinline__ void wgmma_rs_k64(float* acc, const uint32_t (&frag)[4][4], const __nv_bfloat16* tile) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t db = smem_desc(tile + kk * 16 * 64, BM * 128, 1024);
+    if constexpr (HS == 128) wgmma_rs_n128(acc, frag[kk], db);
+    else wgmma_rs_n64(acc, frag[kk], db);
+  }
+  wgmma_commit();
+}
 
 template <int HS>
-__global__ void __launch_bounds__(THREADS, 1) flash_bwd_wgmma_kernel(const Args a) {
+__global__ void __launch_bounds__(THREADS, 1) flash_bwd_wgmma_kernel(const BwdArgs a) {
   constexpr int DN = HS / 2;  // dK/dV accumulator floats per thread (64 x HS over 128 threads)
   extern __shared__ unsigned char smem_raw[];
   __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -147,14 +151,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_bwd_wgmma_kernel(const Args 
     for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
       for (int r = 0; r < 4; ++r) pa[kk][r] = pack_bf16(st[8 * kk + 2 * r], st[8 * kk + 2 * r + 1]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t dd = smem_desc(Ot + kk * 16 * 64, BM * 128, 1024);
-      if constexpr (HS == 128) wgmma_rs_n128(dv, pa[kk], dd);
-      else wgmma_rs_n64(dv, pa[kk], dd);
-    }
-    wgmma_commit();
+    wgmma_rs_k64<HS>(dv, pa, Ot);  // dV += Pᵀ·dO
     wgmma_wait<1>();  // dPᵀ done (dV may still run)
 
     // dSᵀ = Pᵀ∘(dPᵀ - delta): to registers for dK and to shared memory for dQ.
@@ -171,14 +168,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_bwd_wgmma_kernel(const Args 
         const int r = warp * 16 + g + 8 * hr;  // swizzle by the row within its 8-row group
         *reinterpret_cast<uint32_t*>(Sw + hr * 8 * 64 + (((nt ^ (r & 7))) << 3) + 2 * c) = x;
       }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t dd = smem_desc(Qt + kk * 16 * 64, BM * 128, 1024);
-      if constexpr (HS == 128) wgmma_rs_n128(dk, sa[kk], dd);
-      else wgmma_rs_n64(dk, sa[kk], dd);
-    }
-    wgmma_commit();
+    wgmma_rs_k64<HS>(dk, sa, Qt);  // dK += dSᵀ·Q
     fence_proxy_async();
     __syncthreads();  // all of dSᵀ is in shared memory
 
@@ -228,7 +218,7 @@ __global__ void __launch_bounds__(THREADS, 1) flash_bwd_wgmma_kernel(const Args 
 }
 
 template <int HS>
-void launch(const Args& a, cudaStream_t st) {
+void launch(const BwdArgs& a, cudaStream_t st) {
   const size_t smem = size_t(2 * BN + 4 * BM) * HS * 2 + size_t(BN * BM) * 2 + 4 * BM * sizeof(float) + 1024;
   static bool configured = false;
   if (!configured) {
@@ -243,16 +233,9 @@ void launch(const Args& a, cudaStream_t st) {
 }  // namespace
 
 // Called by flash_bwd on sm_90 devices (see flash_bwd.cu).
-void flash_bwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                     const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-                     float* dv, void* stream) {
-  const double scale = 1.0 / std::sqrt(double(s.HS));
-  Args a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
-         reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),
-         lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634)};
-  auto st = static_cast<cudaStream_t>(stream);
-  if (s.HS == 128) launch<128>(a, st);
-  else launch<64>(a, st);
+void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream) {
+  if (a.s.HS == 128) launch<128>(a, stream);
+  else launch<64>(a, stream);
 }
 
 }  // namespace longctx::gpu

@@ -3,11 +3,20 @@
 // src/flash_check.cpp, compiled by the host compiler.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include "longctx/flash.h"
 
 namespace longctx::gpu {
+// What both backward kernels take (cuda/flash_bwd.cu, cuda/flash_bwd_wgmma.cu); see flash_bwd.
+struct BwdArgs {
+  const __nv_bfloat16 *q, *k, *v, *dout;
+  const float *lse, *delta;
+  float *dq, *dk, *dv;
+  FlashShape s;
+  float scale, scale_log2;  // 1/sqrt(HS), and times log2(e)
+};
 // Throws longctx::Error naming the failed call, its error string and file:line, with a hint.
 [[noreturn]] void cuda_fail(const char* call, const char* error, const char* file, int line);
 // Throws longctx::Error unless the kernels handle this shape (HS, strides, GQA ratio, sizes).
@@ -18,9 +27,7 @@ void flash_require(bool ok, const char* what);
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                      uint16_t* o, float* o32, float* lse, void* stream);
 // The sm_90a backward (cuda/flash_bwd_wgmma.cu); same contract as flash_bwd, dQ by atomics.
-void flash_bwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                     const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-                     float* dv, void* stream);
+void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream);
 }  // namespace longctx::gpu
 
 namespace longctx::gpu {
