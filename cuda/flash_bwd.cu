@@ -285,6 +285,9 @@ void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const 
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
                float* dv, void* stream) {
   check_flash_shape(s);
+  check_flash_align(q, 16, "q"), check_flash_align(k, 16, "k"), check_flash_align(v, 16, "v");
+  check_flash_align(dout, 16, "dout"), check_flash_align(lse, 4, "lse"), check_flash_align(delta, 4, "delta");
+  check_flash_align(dq, 8, "dq"), check_flash_align(dk, 8, "dk"), check_flash_align(dv, 8, "dv");
   if (s.mask == Mask::kSkip) return;
   const double scale = 1.0 / std::sqrt(double(s.HS));
   BwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),

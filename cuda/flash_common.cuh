@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "longctx/flash.h"
+#include "longctx/flash_check.h"
 
 namespace longctx::gpu {
 // What both backward kernels take (cuda/flash_bwd.cu, cuda/flash_bwd_wgmma.cu); see flash_bwd.
@@ -19,10 +20,6 @@ struct BwdArgs {
 };
 // Throws longctx::Error naming the failed call, its error string and file:line, with a hint.
 [[noreturn]] void cuda_fail(const char* call, const char* error, const char* file, int line);
-// Throws longctx::Error unless the kernels handle this shape (HS, strides, GQA ratio, sizes).
-void check_flash_shape(const FlashShape& s);
-// Throws longctx::Error with `what` when !ok.
-void flash_require(bool ok, const char* what);
 // The sm_90a forward (cuda/flash_fwd_wgmma.cu); same contract as flash_fwd.
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                      uint16_t* o, float* o32, float* lse, void* stream);

@@ -74,6 +74,7 @@ unsigned blocks(int64_t n, int threads) { return unsigned((n + threads - 1) / th
 
 void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, float* delta, void* stream) {
   check_flash_shape(s);
+  check_flash_align(o, 16, "o"), check_flash_align(dout, 16, "dout"), check_flash_align(delta, 4, "delta");
   const int64_t rows = s.B * s.Tq * s.NH;
   delta_kernel<<<blocks(rows * 32, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       reinterpret_cast<const __nv_bfloat16*>(o), reinterpret_cast<const __nv_bfloat16*>(dout), delta, s);
@@ -82,18 +83,23 @@ void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, f
 
 void flash_merge(float* o, float* lse, const float* o_blk, const float* lse_blk, int64_t rows,
                  int64_t HS, void* stream) {
+  flash_require(rows >= 0 && HS > 0, "flash_merge: rows < 0 or HS <= 0");
+  check_flash_align(o, 4, "o"), check_flash_align(o_blk, 4, "o_blk");
+  if (rows == 0) return;  // an empty launch is an error in CUDA
   merge_kernel<<<blocks(rows * 32, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(o, lse, o_blk,
                                                                                         lse_blk, rows, HS);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void fill_normal_bf16(uint16_t* x, int64_t n, uint64_t seed, float scale, void* stream) {
+  if (n <= 0) return;
   normal_kernel<<<blocks(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       reinterpret_cast<__nv_bfloat16*>(x), n, seed, scale);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream) {
+  if (n <= 0) return;
   to_bf16_kernel<<<blocks(n, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       reinterpret_cast<__nv_bfloat16*>(out), in, n);
   CUDA_CHECK(cudaGetLastError());

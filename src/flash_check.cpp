@@ -1,7 +1,10 @@
 // flash_check.cpp — host-side checks and errors of the GPU attention launchers (cuda/flash_*.cu),
 // compiled by the host compiler so that the .cu files need no fmt. Builds without CUDA too.
+#include "longctx/flash_check.h"
+
+#include <cstdint>
+
 #include "longctx/common.h"
-#include "longctx/flash.h"
 
 namespace longctx::gpu {
 
@@ -31,6 +34,12 @@ void check_flash_shape(const FlashShape& s) {
     CHECK(st % 8 == 0, "flash attention: stride {} is not a multiple of 8 elements (16 bytes)", st);
   CHECK(s.NH < 65536 && s.B < 65536, "flash attention: grid too large (NH = {}, B = {})", s.NH, s.B);
   CHECK(s.Tq < (int64_t(1) << 31) / 16, "flash attention: Tq = {} is too long for one launch", s.Tq);
+}
+
+void check_flash_align(const void* p, int bytes, const char* name) {
+  CHECK_HINT(reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0,
+             "pass tensors that start on a multiple of 16 bytes (cudaMalloc's are), offset by whole rows",
+             "flash attention: {} = {} is not {}-byte aligned", name, p, bytes);
 }
 
 }  // namespace longctx::gpu

@@ -10,7 +10,8 @@
 // Ring step: the keys may sit anywhere in the global sequence: query row i is at global position
 // q_pos0 + i, key row j at k_pos0 + j. Mask kCausal hides key j from query i when
 // k_pos0 + j > q_pos0 + i; kFull hides nothing; kSkip (a block wholly in the future) does nothing.
-// Limits (checked): HS ∈ {64, 128}; strides multiples of 8 elements; 16-byte aligned pointers.
+// Limits (checked by flash_check.h before any launch): HS ∈ {64, 128}; strides multiples of 8
+// elements; bf16 tensors 16-byte aligned, fp32 outputs dq/dk/dv/o32 8-byte aligned.
 #pragma once
 
 #include <cstdint>
