@@ -382,7 +382,7 @@ void check_consistency(Config& c, const Origins& org) {
   // further splits each chunk over tp.
   const int64_t chunks = p.sp > 1 ? (p.ring == "zigzag" ? 2 * p.sp : p.sp) : 1;
   const bool rs = p.tp_mode == "reduce_scatter" && p.tp > 1;
-  const int64_t div = chunks * (rs ? p.tp : 1);
+  const int64_t div = seq_len_multiple(p);
   const std::string tp_split = fmt::format(
       ", and parallel.tp_mode = \"reduce_scatter\" splits each over parallel.tp = {}", p.tp);
   for (size_t i = 0; i < c.stages.size(); i++) {
@@ -484,6 +484,11 @@ Config parse_deck(const std::string& path, const std::vector<std::string>& overr
   std::fclose(f);
   if (err) FAIL_ERROR("cannot read deck '{}': {}", path, std::strerror(err));
   return parse_deck_text(text, path, overrides);
+}
+
+int64_t seq_len_multiple(const ParallelConfig& p) {
+  const int64_t chunks = p.sp > 1 ? (p.ring == "zigzag" ? 2 * p.sp : p.sp) : 1;
+  return chunks * (p.tp_mode == "reduce_scatter" && p.tp > 1 ? p.tp : 1);
 }
 
 std::string to_toml(const Config& cfg) {

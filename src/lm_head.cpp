@@ -1,6 +1,6 @@
 // lm_head.cpp — chunked (vocabulary-parallel) LM head + cross-entropy; see lm_head.h.
 // Per chunk: logits = x W^T; row max reduced (max) over tp; sum of exponentials and the target
-// logit reduced (sum) over tp; loss; then the softmax gradient and its two products.
+// logit reduced (sum) over tp; loss (and top-1 hits); then the softmax gradient and its two products.
 #include "longctx/lm_head.h"
 
 #include <cmath>
@@ -13,7 +13,7 @@ namespace longctx {
 
 double lm_head_loss(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
                     int64_t V_loc, int64_t v0, float* dx, float* dW, float scale, float* logits,
-                    int64_t chunk, int64_t* count, const Comm* tp) {
+                    int64_t chunk, int64_t* count, const Comm* tp, uint8_t* top1) {
   CHECK(chunk > 0, "lm_head_loss: chunk must be positive");
   static thread_local std::vector<float> mx;  // grown once, reused every call
   static thread_local std::vector<double> stats;
@@ -31,6 +31,9 @@ double lm_head_loss(const float* x, const float* W, const int32_t* target, int64
     if (tp) tp->all_reduce_sum(stats.data(), 2 * rows);  // sum and zt are adjacent
     for (int64_t r = 0; r < rows; ++r)
       if (tg[r] >= 0) loss += double(mx[size_t(r)]) + std::log(sum[r]) - zt[r], cnt += 1;
+    // The target logit, summed over tp from its one owner, is exact: top-1 iff it is the maximum.
+    if (top1)
+      for (int64_t r = 0; r < rows; ++r) top1[n0 + r] = tg[r] >= 0 && zt[r] == double(mx[size_t(r)]);
     if (!dx && !dW) continue;
     cpu::xent_grad(logits, rows, V_loc, mx.data(), sum, tg, v0, scale);
     if (dx) cpu::linear_bwd(dx + n0 * C, nullptr, logits, nullptr, W, rows, C, V_loc, false);

@@ -1,6 +1,7 @@
-// main.cpp — the `longctx` command: train, info, pack-text. Every error ends the whole job.
+// main.cpp — the `longctx` command: train, eval, info, pack-text. Every error ends the whole job.
 #include <mpi.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "longctx/checkpoint.h"
 #include "longctx/common.h"
 #include "longctx/data.h"
+#include "longctx/eval.h"
 #include "longctx/log.h"
 #include "longctx/train.h"
 
@@ -21,6 +23,12 @@ static const char* kUsage = R"(usage:
       N from 1). --resume continues from the newest checkpoint in checkpoint.dir (or starts anew
       if there is none); --fresh deletes an earlier run's checkpoints and metrics first.
       --stop-after-stage N ends the job once stage N is done (one batch job per stage).
+  longctx eval DECK.toml [--checkpoint FILE.h5] [--lengths N,...] [--depths D,...] [--samples N]
+               [--rope-theta X] [--set section.key=value]...
+      Needle-in-a-haystack: the pass-key retrieval rate of a checkpoint (default: the newest in
+      checkpoint.dir) by context length (default: the stages' lengths) and needle depth (default
+      0,0.25,0.5,0.75,1), 8 samples per cell, at the checkpoint's rope_theta. Runs on the deck's
+      layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.
   longctx info CHECKPOINT.h5        Summarise a checkpoint (h5dump -H shows the whole tree).
   longctx pack-text FILE... -o OUT.h5
       Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".
@@ -59,6 +67,40 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     CHECK_HINT(!deck.empty(), "longctx train input/tiny.toml", "train: no deck given");
     CHECK_HINT(!(opt.resume && opt.fresh), "choose one", "train: --resume and --fresh contradict");
     return train_main(deck, sets, opt);
+  }
+  if (cmd == "eval") {
+    std::string deck;
+    std::vector<std::string> sets;
+    EvalOptions opt;
+    auto number = [](const std::string& opt_name, const std::string& v, auto& out) {
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), out);
+      CHECK_HINT(r.ec == std::errc() && r.ptr == v.data() + v.size(), "longctx --help lists the options",
+                 "eval: {} '{}' is not a number", opt_name, v);
+    };
+    auto list = [&](const std::string& opt_name, const std::string& v, auto& out) {
+      out.clear();
+      for (size_t at = 0; at <= v.size();) {
+        const size_t end = std::min(v.find(',', at), v.size());
+        out.emplace_back();
+        number(opt_name, v.substr(at, end - at), out.back());
+        at = end + 1;
+      }
+    };
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      const bool has_value = i + 1 < args.size();
+      if (a == "--set" && has_value) sets.push_back(args[++i]);
+      else if (a.starts_with("--set=")) sets.push_back(a.substr(6));
+      else if (a == "--checkpoint" && has_value) opt.checkpoint = args[++i];
+      else if (a == "--lengths" && has_value) list(a, args[++i], opt.lengths);
+      else if (a == "--depths" && has_value) list(a, args[++i], opt.depths);
+      else if (a == "--samples" && has_value) number(a, args[++i], opt.samples);
+      else if (a == "--rope-theta" && has_value) number(a, args[++i], opt.rope_theta);
+      else if (!a.starts_with("-") && deck.empty()) deck = a;
+      else CHECK_HINT(false, "longctx --help lists the options", "eval: unexpected argument '{}'", a);
+    }
+    CHECK_HINT(!deck.empty(), "longctx eval input/tiny.toml", "eval: no deck given");
+    return eval_main(deck, sets, opt);
   }
   if (cmd == "info") {
     CHECK_HINT(args.size() == 2, "longctx info runs/tiny/checkpoints/ckpt_0000200.h5",

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 
 namespace longctx {
 
-static void set_threads(const Config& cfg, int world_size) {
+void set_threads(const Config& cfg, int world_size) {
   int n = cfg.run.threads;
   if (n == 0) n = world_size > 1 ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
   openblas_set_num_threads(n);

@@ -89,6 +89,37 @@ TEST_CASE("train, checkpoint, info, h5dump: the user's path", "[e2e]") {
   }
 }
 
+TEST_CASE("eval: the needle table of a run's newest checkpoint; bad options are refused", "[e2e]") {
+  const std::string dir = temp_dir("cli-eval");
+  const std::string eval = std::string(kBin) + " eval input/tiny.toml" + quick(dir);
+  std::string out;
+  CHECK(run_command(eval, &out) != 0);  // nothing trained yet
+  CHECK(contains(out, "no checkpoint in " + dir + "/checkpoints"));
+  REQUIRE(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir), &out) == 0);
+  const int rc = run_command(eval + " --lengths 256,512 --depths 0,0.5,1 --samples 3", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(contains(out, "ckpt_0000005.h5 (step 5), rope_theta 160000, 3 samples per cell"));  // stage 2's theta
+  CHECK(contains(out, "      256 "));
+  CHECK(contains(out, "      512 "));
+  std::ifstream jl(dir + "/needle_eval.jsonl");
+  int cells = 0;
+  for (std::string l; std::getline(jl, l);)
+    cells += contains(l, "\"samples\":3,") && contains(l, "\"digits\":15,") && contains(l, "\"step\":5,");
+  CHECK(cells == 6);
+  CHECK(run_command(eval + " --depths 0,1.5", &out) != 0);
+  CHECK(contains(out, "depth 1.5 is not in [0, 1]"));
+  CHECK(run_command(eval + " --lengths 40", &out) != 0);
+  CHECK(contains(out, "length 40 cannot hold the needle"));
+  CHECK(run_command(eval + " --samples many", &out) != 0);
+  CHECK(contains(out, "--samples 'many' is not a number"));
+  CHECK(run_command(eval + " --checkpoint " + dir + "/nothing.h5", &out) != 0);
+  CHECK(contains(out, "nothing.h5"));
+  // The model the deck describes must be the checkpoint's.
+  CHECK(run_command(eval + " --set model.d_model=48", &out) != 0);
+  CHECK(contains(out, "d_model"));
+}
+
 TEST_CASE("pack-text, then train on the token file; bad token files are refused", "[e2e]") {
   const std::string dir = temp_dir("cli-tokens");
   {

@@ -1,7 +1,9 @@
 // test_ops.cpp — each CPU op against a plain double-precision formula on fresh random inputs, and
 // each backward against finite differences.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "catch.h"
 #include "grad_check.h"
@@ -189,6 +191,36 @@ TEST_CASE("chunked LM-head cross-entropy equals the full-logits formula", "[op][
     auto c = directional(loss, {x.data(), W.data()}, {x.size(), W.size()}, {dx.data(), dW.data()}, 1e-3);
     CHECK(c.rel_err() < 1e-2);
   }
+}
+
+TEST_CASE("LM-head top-1 flags exactly the rows whose target has the largest logit", "[op]") {
+  const int64_t N = 60, C = 16, V = 40;
+  auto x = randn(N * C), W = randn(V * C, 0.5f);
+  std::vector<int32_t> tgt(N);
+  std::vector<int> expect(N, 0);
+  int64_t checked = 0, hits = 0;
+  for (int64_t n = 0; n < N; ++n) {  // the target is the argmax on even rows, the runner-up on odd
+    const auto z = ranked_logits(x.data(), W.data(), n, C, V);
+    tgt[n] = n % 2 ? z[1].second : z[0].second;
+    expect[n] = n % 2 == 0;
+    // fp32 logits can swap two entries closer than ~1e-5: such rows are left unchecked.
+    if (z[0].first - z[1].first < 1e-4) expect[n] = -1;
+  }
+  tgt[5] = -1, tgt[8] = -1, expect[5] = expect[8] = 0;  // no target: never a hit
+  std::vector<float> logits(N * V);
+  std::vector<uint8_t> top1(N, 7);
+  for (int64_t chunk : {int64_t(1), int64_t(13), N}) {
+    lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, logits.data(), chunk,
+                 nullptr, nullptr, top1.data());
+    for (int64_t n = 0; n < N; ++n) {
+      if (expect[n] < 0) continue;
+      INFO("row " << n << " chunk " << chunk);
+      CHECK(int(top1[n]) == expect[n]);
+      checked += 1, hits += top1[n];
+    }
+  }
+  CHECK(checked > 3 * N / 2);  // near-ties are rare
+  CHECK(hits > 0);
 }
 
 TEST_CASE("AdamW update equals the formula; LR schedule shape", "[op]") {

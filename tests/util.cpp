@@ -1,11 +1,13 @@
 #include "util.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <set>
 #include <unistd.h>
@@ -73,6 +75,18 @@ int run_command(const std::string& cmd, std::string* output) {
   int status = pclose(f);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::vector<std::pair<double, int32_t>> ranked_logits(const float* x, const float* W, int64_t n, int64_t C,
+                                                      int64_t V) {
+  std::vector<std::pair<double, int32_t>> z(static_cast<size_t>(V));
+  for (int64_t v = 0; v < V; ++v) {
+    double d = 0;
+    for (int64_t c = 0; c < C; ++c) d += double(x[n * C + c]) * W[v * C + c];
+    z[size_t(v)] = {d, int32_t(v)};
+  }
+  std::sort(z.begin(), z.end(), std::greater<>());
+  return z;
 }
 
 }  // namespace longctx::test

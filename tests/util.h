@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace longctx::test {
@@ -10,6 +11,9 @@ namespace longctx::test {
 // Fresh random values (normal * scale) from a seed that differs per call site and per run of the
 // suite (LONGCTX_TEST_SEED fixes it to reproduce a failure; the seed is printed on failure).
 std::vector<float> randn(size_t n, float scale = 1.0f);
+// Row n of the logits x·Wᵀ (x: (N, C), W: (V, C)) in double, as (logit, token) pairs, largest first.
+std::vector<std::pair<double, int32_t>> ranked_logits(const float* x, const float* W, int64_t n, int64_t C,
+                                                      int64_t V);
 // The first call returns the base seed itself (printed by tests/main.cpp).
 uint64_t fresh_seed();
 

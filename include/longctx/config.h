@@ -97,6 +97,9 @@ Config parse_deck_text(const std::string& text, const std::string& name,
 // The resolved deck (every key, defaults filled in) as TOML text; parse_deck_text of it gives back
 // an equal Config. Echoed at the top of the log and stored in every checkpoint.
 std::string to_toml(const Config& cfg);
+// Every sequence length must be a multiple of this under the layout: the ring cuts the sequence
+// into 2·sp (zigzag) or sp (contiguous) chunks, and reduce_scatter splits each chunk over tp.
+int64_t seq_len_multiple(const ParallelConfig& p);
 // Rank 0 parses and validates, then broadcasts the resolved deck; every rank returns the same
 // Config. An error on rank 0 is thrown there (main ends the job); the other ranks are aborted.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, MPI_Comm comm);

@@ -1,0 +1,54 @@
+// eval.h — the needle-in-a-haystack (pass-key) evaluation of a checkpoint: does the model find a
+// key hidden at a given depth of a context of a given length?
+//
+// For every (length, depth) cell, `samples` needle samples (data.h: BOS, filler, the needle
+// "The pass key is KEY. ..." at that depth, filler, "What is the pass key? The pass key is KEY.")
+// are drawn from a stream of their own (run.seed with a fixed eval salt, so never a training
+// sample) and run forward once each. A sample counts as retrieved when the model's most likely
+// next token is right at every digit of the answer (teacher-forced: exactly when greedy decoding
+// would write the whole key). Runs on any layout the deck allows (dp replicas take samples in
+// turn; tp and sp ranks share a sample), with the weights of the checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <mpi.h>
+
+#include "longctx/config.h"
+
+namespace longctx {
+
+struct EvalOptions {
+  std::string checkpoint;                           // "" = the newest in checkpoint.dir
+  std::vector<int64_t> lengths;                     // empty = the deck's stage lengths
+  std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};
+  int64_t samples = 8;                              // per (length, depth)
+  double rope_theta = 0.0;                          // 0 = the checkpoint's
+  bool quiet = false;                               // no table on stdout (tests)
+};
+
+struct NeedleCell {
+  int64_t length = 0;
+  double depth = 0.0;
+  int64_t samples = 0, retrieved = 0;  // samples with every key digit right
+  int64_t digits = 0, digits_right = 0;
+  double digit_nll = 0.0;  // summed cross-entropy (nats) of the key digits: progress before retrieval
+};
+
+struct NeedleReport {
+  std::string checkpoint;
+  int64_t global_step = 0;
+  double rope_theta = 0.0;
+  std::vector<NeedleCell> cells;  // length-major, depths in the given order
+};
+
+// Collective over world (dp·tp·sp ranks of cfg.parallel); every rank returns the same report.
+NeedleReport needle_eval(const Config& cfg, MPI_Comm world, const EvalOptions& opt);
+
+// `longctx eval DECK [options]`: prints the table and appends one JSON line per cell to
+// <run.out_dir>/needle_eval.jsonl. Returns the process exit code.
+int eval_main(const std::string& deck, const std::vector<std::string>& overrides, const EvalOptions& opt);
+
+}  // namespace longctx
