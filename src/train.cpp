@@ -92,9 +92,6 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     for (const auto& t : layout_.tensors)
       if (t.name.ends_with("/wk") || t.name.ends_with("/wv")) kv_blocks_.push_back({t.offset, t.numel});
   }
-  CHECK_HINT(shard_n_ <= (int64_t(1) << 30), "use more data/sequence-parallel ranks or a larger tp",
-             "{}: a ZeRO-1 shard of {} floats exceeds the 2^30 elements one MPI collective takes here",
-             cfg_.deck_path, shard_n_);
 
   if (root) {
     fs::create_directories(cfg_.run.out_dir);

@@ -313,3 +313,43 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
     CHECK(all_ranks(ok));
   }
 }
+
+TEST_CASE("MpiComm cut into small pieces computes what it computes whole", "[mpi]") {
+  // Integer-valued floats: every sum is exact in any order, so results compare bit for bit with
+  // the formula whatever algorithm MPI picks for each message size.
+  const int P = world_size(), me = world_rank();
+  const int64_t n = 25;  // per rank; pieces of 7 cut every block into 4
+  auto value = [](int rank, int64_t i) { return float(rank * 100 + i); };
+  for (int64_t piece : {int64_t(7), MpiComm::kMaxPiece}) {
+    const MpiComm c(MPI_COMM_WORLD, piece);
+    bool ok = true;
+    std::vector<float> x(static_cast<size_t>(P * n)), out(static_cast<size_t>(n)), all(static_cast<size_t>(P * n));
+    for (int64_t i = 0; i < P * n; ++i) x[size_t(i)] = value(me, i);
+    std::vector<float> sum = x;
+    c.all_reduce_sum(sum.data(), P * n);
+    for (int64_t i = 0; i < P * n; ++i) {
+      float want = 0;
+      for (int r = 0; r < P; ++r) want += value(r, i);
+      ok = ok && sum[size_t(i)] == want;
+    }
+    std::vector<float> mx = x;
+    c.all_reduce_max(mx.data(), P * n);
+    for (int64_t i = 0; i < P * n; ++i) ok = ok && mx[size_t(i)] == value(P - 1, i);
+    std::vector<double> d(static_cast<size_t>(n), double(me));
+    c.all_reduce_sum(d.data(), n);
+    ok = ok && d[0] == double(P) * (P - 1) / 2;
+    c.reduce_scatter_sum(x.data(), out.data(), n);  // block `me` of every rank's x, summed
+    for (int64_t i = 0; i < n; ++i) ok = ok && out[size_t(i)] == sum[size_t(me * n + i)];
+    c.all_gather(x.data(), all.data(), n);  // the first n values of every rank, in rank order
+    for (int r = 0; r < P; ++r)
+      for (int64_t i = 0; i < n; ++i) ok = ok && all[size_t(r * n + i)] == value(r, i);
+    Comm::Pending pend;
+    std::vector<float> got(static_cast<size_t>(n));
+    c.exchange(x.data(), got.data(), n, (me + 1) % P, (me + P - 1) % P, 5, pend);
+    c.wait(pend);
+    for (int64_t i = 0; i < n; ++i) ok = ok && got[size_t(i)] == value((me + P - 1) % P, i);
+    INFO("piece " << piece);
+    CHECK(all_ranks(ok));
+  }
+  CHECK_THAT(error_of([] { MpiComm(MPI_COMM_WORLD, 0); }), Catch::Matchers::Contains("piece 0"));
+}

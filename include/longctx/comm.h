@@ -1,7 +1,6 @@
 // comm.h — the collectives longctx uses, behind one interface: MpiComm now; the CUDA backend adds
 // an NCCL implementation of the same class. A Comm is one group of ranks (an axis of the process
-// grid). Element counts are int64_t; MpiComm splits all-reduces and exchanges that exceed an int
-// and refuses a reduce-scatter or all-gather of more than 2^30 elements per rank.
+// grid). Element counts are int64_t; MpiComm cuts every operation into pieces an int can count.
 // Every rank of the group must make the same calls in the same order (they are collectives),
 // except exchange(), which pairs with the neighbours' exchange().
 #pragma once
@@ -46,10 +45,12 @@ class Comm {
   int rank_ = 0, size_ = 1;
 };
 
-// The MPI implementation (host memory). Does not own the communicator.
+// The MPI implementation (host memory). Does not own the communicator. Messages go in pieces of
+// at most `piece` elements (2^30 by default; tests pass small pieces to exercise the cut paths).
 class MpiComm final : public Comm {
  public:
-  explicit MpiComm(MPI_Comm c);
+  static constexpr int64_t kMaxPiece = int64_t(1) << 30;
+  explicit MpiComm(MPI_Comm c, int64_t piece = kMaxPiece);
   MPI_Comm mpi() const { return comm_; }
   void all_reduce_sum(float* x, int64_t n) const override;
   void all_reduce_sum(double* x, int64_t n) const override;
@@ -63,6 +64,7 @@ class MpiComm final : public Comm {
 
  private:
   MPI_Comm comm_;
+  int64_t piece_;
 };
 
 }  // namespace longctx
