@@ -2,6 +2,8 @@
 #include "longctx/eval.h"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -31,7 +33,9 @@ void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<
   CHECK(opt.samples >= 1, "eval: --samples {} must be at least 1", opt.samples);
   CHECK(!opt.depths.empty(), "eval: no depths given");
   for (double d : opt.depths) CHECK(d >= 0.0 && d <= 1.0, "eval: depth {} is not in [0, 1]", d);
-  CHECK(opt.rope_theta >= 0.0, "eval: --rope-theta {} must be positive", opt.rope_theta);
+  CHECK(std::isfinite(opt.rope_theta) && opt.rope_theta >= 0.0,
+        "eval: --rope-theta {} must be a positive number (or 0: the checkpoint's)", opt.rope_theta);
+  for (int64_t n : lengths) CHECK(n > 0, "eval: length {} must be positive", n);
   const int64_t mult = seq_len_multiple(cfg.parallel);
   DataConfig d = cfg.data;
   d.needle_depth = 0.0;
@@ -48,7 +52,9 @@ void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<
 
 }  // namespace
 
-NeedleReport needle_eval(const Config& cfg, MPI_Comm world, const EvalOptions& opt) {
+NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions& opt) {
+  Config cfg = cfg_in;
+  cfg.model.recompute = true;  // forward only: one layer's activations at a time, whatever the length
   std::vector<int64_t> lengths = opt.lengths;
   if (lengths.empty())
     for (const auto& s : cfg.stages)
@@ -79,63 +85,72 @@ NeedleReport needle_eval(const Config& cfg, MPI_Comm world, const EvalOptions& o
     for (double d : opt.depths) head += fmt::format(" {:>7}", fmt::format("d={:.2g}", d));
     log_info("needle-in-a-haystack: {} (step {}), rope_theta {:g}, {} samples per cell\n"
              "retrieved = every key digit is the top-1 prediction; digits = digits right; nll = nats "
-             "per key digit\n{}  | {:>6}  {:>7}  {:>8}",
-             path, rep.global_step, rep.rope_theta, opt.samples, head, "all", "digits", "nll");
+             "per key digit; tokens = all tokens right\n{}  | {:>6}  {:>7}  {:>8}  {:>7}",
+             path, rep.global_step, rep.rope_theta, opt.samples, head, "all", "digits", "nll", "tokens");
   }
-  {
-    Model model(cfg.model, layout, params.data(), grads.data(),
-                ModelParallel{&tp, &sp, cfg.parallel.tp_mode == "reduce_scatter", cfg.parallel.ring == "zigzag"});
-    const bool counts = topo.tp_rank == 0 && topo.sp_rank == 0;  // one rank of each replica tallies
-    const uint64_t seed = hash64(cfg.run.seed, kEvalSalt);
-    std::vector<int32_t> sample, tokens, targets;
-    std::vector<uint8_t> top1;
-    for (int64_t n : lengths) {
-      model.configure(1, n, rep.rope_theta);
-      const std::vector<int64_t> pos = model.seq().positions();
-      const int64_t Tl = model.seq().T_loc;
-      sample.resize(size_t(n + 1)), tokens.resize(size_t(Tl)), targets.resize(size_t(Tl)), top1.resize(size_t(Tl));
-      for (double depth : opt.depths) {
-        DataConfig d = cfg.data;
-        d.needle_depth = depth;
-        const int64_t cell = int64_t(rep.cells.size());
-        std::vector<double> tally(5, 0.0);  // samples, retrieved, digits, digits right, nll
-        for (int64_t i = topo.dp_rank; i < opt.samples; i += topo.dp) {
-          const NeedleInfo info = needle_sample(d, seed, cell, i, n + 1, sample.data());
-          const int64_t k = int64_t(info.key.size());
-          for (int64_t t = 0; t < Tl; ++t) {  // targets: the answer's digits only
-            const int64_t p = pos[size_t(t)];
-            tokens[size_t(t)] = sample[size_t(p)];
-            const bool digit = p + 1 >= info.answer_pos && p + 1 < info.answer_pos + k;
-            targets[size_t(t)] = digit ? sample[size_t(p + 1)] : -1;
-            CHECK(!digit || sample[size_t(p + 1)] == info.key[size_t(p + 1 - info.answer_pos)],
-                  "eval: the answer at position {} is not the key (generator and eval disagree)", p + 1);
-          }
-          const LossSum r = model.forward(tokens.data(), targets.data(), top1.data());
-          double hit[3] = {0.0, double(r.count), r.sum};
-          for (int64_t t = 0; t < Tl; ++t) hit[0] += top1[size_t(t)];
-          sp.all_reduce_sum(hit, 3);  // the answer may straddle sequence-parallel ranks
-          CHECK(int64_t(hit[1]) == k, "eval: {} answer digits found in a sample, expected {}", hit[1], k);
-          if (counts) {
-            tally[0] += 1, tally[1] += hit[0] == double(k), tally[2] += double(k);
-            tally[3] += hit[0], tally[4] += hit[2];
-          }
+  Model model(cfg.model, layout, params.data(), grads.data(),
+              ModelParallel{&tp, &sp, cfg.parallel.tp_mode == "reduce_scatter", cfg.parallel.ring == "zigzag"});
+  const bool counts = topo.tp_rank == 0 && topo.sp_rank == 0;  // one rank of each replica tallies
+  const uint64_t seed = hash64(cfg.run.seed, kEvalSalt);
+  std::vector<int32_t> sample, tokens, targets;
+  std::vector<uint8_t> top1;
+  std::vector<float> loss;
+  for (int64_t n : lengths) {
+    model.configure(1, n, rep.rope_theta);
+    const std::vector<int64_t> pos = model.seq().positions();
+    const size_t Tl = size_t(model.seq().T_loc);
+    sample.resize(size_t(n + 1)), tokens.resize(Tl), targets.resize(Tl), top1.resize(Tl), loss.resize(Tl);
+    for (double depth : opt.depths) {
+      DataConfig d = cfg.data;
+      d.needle_depth = depth;
+      // Samples are a function of (length, depth, index): the same cell draws the same samples
+      // whatever else the command line asks for.
+      const int64_t cell = int64_t(hash64(uint64_t(n), std::bit_cast<uint64_t>(depth)) >> 1);
+      std::vector<double> tally(7, 0.0);  // samples, retrieved, digits, right, nll, tokens, right
+      for (int64_t i = topo.dp_rank; i < opt.samples; i += topo.dp) {
+        const NeedleInfo info = needle_sample(d, seed, cell, i, n + 1, sample.data());
+        const int64_t k = int64_t(info.key.size());
+        for (int64_t j = 0; j < k; ++j)  // on every rank, before any collective
+          CHECK(sample[size_t(info.answer_pos + j)] == info.key[size_t(j)],
+                "eval: the answer at position {} is not the key (generator and eval disagree)", info.answer_pos + j);
+        for (size_t t = 0; t < Tl; ++t) {  // every position predicts the next token
+          const int64_t p = pos[t];
+          tokens[t] = sample[size_t(p)], targets[t] = sample[size_t(p + 1)];
         }
-        all.all_reduce_sum(tally.data(), 5);
-        rep.cells.push_back({n, depth, int64_t(tally[0]), int64_t(tally[1]), int64_t(tally[2]),
-                             int64_t(tally[3]), tally[4]});
-      }
-      if (!opt.quiet && topo.world_rank == 0) {
-        const auto row = std::vector<NeedleCell>(rep.cells.end() - int64_t(opt.depths.size()), rep.cells.end());
-        std::string line = fmt::format("{:>9}", n);
-        int64_t got = 0, of = 0, dr = 0, dn = 0;
-        double nll = 0.0;
-        for (const NeedleCell& c : row) {
-          line += fmt::format(" {:>6.0f}%", 100.0 * double(c.retrieved) / double(c.samples));
-          got += c.retrieved, of += c.samples, dr += c.digits_right, dn += c.digits, nll += c.digit_nll;
+        model.forward(tokens.data(), targets.data(), RowStats{top1.data(), loss.data()});
+        double s[5] = {};  // key digits: right, seen, nll; all tokens: right, seen
+        for (size_t t = 0; t < Tl; ++t) {
+          const int64_t next = pos[t] + 1;
+          if (next >= info.answer_pos && next < info.answer_pos + k) s[0] += top1[t], s[1] += 1, s[2] += loss[t];
+          s[3] += top1[t], s[4] += 1;
         }
-        log_info("{}  | {:>5.0f}%  {:>6.1f}%  {:>8.3f}", line, 100.0 * double(got) / double(of),
-                 100.0 * double(dr) / double(dn), nll / double(dn));
+        sp.all_reduce_sum(s, 5);  // the answer may straddle sequence-parallel ranks
+        CHECK(int64_t(s[1]) == k, "eval: {} answer digits found in a sample, expected {}", s[1], k);
+        if (counts) {
+          tally[0] += 1, tally[1] += s[0] == double(k), tally[2] += double(k), tally[3] += s[0];
+          tally[4] += s[2], tally[5] += s[4], tally[6] += s[3];
+        }
       }
+      all.all_reduce_sum(tally.data(), 7);
+      NeedleCell c;
+      c.length = n, c.depth = depth, c.samples = int64_t(tally[0]), c.retrieved = int64_t(tally[1]);
+      c.digits = int64_t(tally[2]), c.digits_right = int64_t(tally[3]), c.digit_nll = tally[4];
+      c.tokens = int64_t(tally[5]), c.tokens_right = int64_t(tally[6]);
+      rep.cells.push_back(c);
+    }
+    if (!opt.quiet && topo.world_rank == 0) {
+      std::string line = fmt::format("{:>9}", n);
+      NeedleCell sum;
+      for (auto c = rep.cells.end() - int64_t(opt.depths.size()); c != rep.cells.end(); ++c) {
+        line += fmt::format(" {:>6.0f}%", 100.0 * double(c->retrieved) / double(c->samples));
+        sum.retrieved += c->retrieved, sum.samples += c->samples, sum.digits_right += c->digits_right;
+        sum.digits += c->digits, sum.digit_nll += c->digit_nll, sum.tokens += c->tokens;
+        sum.tokens_right += c->tokens_right;
+      }
+      log_info("{}  | {:>5.0f}%  {:>6.1f}%  {:>8.3f}  {:>6.1f}%", line,
+               100.0 * double(sum.retrieved) / double(sum.samples),
+               100.0 * double(sum.digits_right) / double(sum.digits), sum.digit_nll / double(sum.digits),
+               100.0 * double(sum.tokens_right) / double(sum.tokens));
     }
   }
   topo.free();
@@ -146,25 +161,28 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
   const Config cfg = load_config(deck, overrides, MPI_COMM_WORLD);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  NeedleReport rep;
-  try {
-    rep = needle_eval(cfg, MPI_COMM_WORLD, opt);
-  } catch (const Error& e) {
-    abort_job(e);  // before communicators are freed, while other ranks may wait in a collective
-  }
+  // An error on any rank ends the job from main (MPI_Abort): no collective runs while unwinding.
+  const NeedleReport rep = needle_eval(cfg, MPI_COMM_WORLD, opt);
   if (rank != 0) return 0;
   fs::create_directories(cfg.run.out_dir);
   const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
   FILE* f = std::fopen(out.c_str(), "a");
   CHECK(f, "eval: cannot open {} for appending", out);
   std::string name;  // the path as a JSON string body
-  for (char ch : rep.checkpoint) name += ch == '"' || ch == '\\' ? std::string("\\") + ch : std::string(1, ch);
+  for (unsigned char ch : rep.checkpoint) {
+    if (ch == '"' || ch == '\\') name += '\\', name += char(ch);
+    else if (ch < 0x20) name += fmt::format("\\u{:04x}", ch);
+    else name += char(ch);
+  }
+  auto num = [](double x) { return std::isfinite(x) ? fmt::format("{}", x) : std::string("null"); };
   for (const NeedleCell& c : rep.cells)
-    std::fprintf(f,
-                 "{\"checkpoint\":\"%s\",\"step\":%ld,\"rope_theta\":%.17g,\"length\":%ld,\"depth\":%.17g,"
-                 "\"samples\":%ld,\"retrieved\":%ld,\"digits\":%ld,\"digits_right\":%ld,\"digit_nll\":%.17g}\n",
-                 name.c_str(), long(rep.global_step), rep.rope_theta, long(c.length), c.depth,
-                 long(c.samples), long(c.retrieved), long(c.digits), long(c.digits_right), c.digit_nll);
+    std::fputs(fmt::format("{{\"checkpoint\":\"{}\",\"step\":{},\"rope_theta\":{},\"length\":{},\"depth\":{},"
+                           "\"samples\":{},\"retrieved\":{},\"digits\":{},\"digits_right\":{},"
+                           "\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
+                           name, rep.global_step, num(rep.rope_theta), c.length, c.depth, c.samples, c.retrieved,
+                           c.digits, c.digits_right, num(c.digit_nll / double(c.digits)), c.tokens, c.tokens_right)
+                   .c_str(),
+               f);
   const bool ok = std::fclose(f) == 0;
   CHECK(ok, "eval: writing {} failed", out);
   log_info("results appended to {}", out);

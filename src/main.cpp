@@ -81,21 +81,26 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       out.clear();
       for (size_t at = 0; at <= v.size();) {
         const size_t end = std::min(v.find(',', at), v.size());
+        CHECK_HINT(end > at, "a comma-separated list such as 256,1024", "eval: {} '{}' has an empty entry",
+                   opt_name, v);
         out.emplace_back();
         number(opt_name, v.substr(at, end - at), out.back());
         at = end + 1;
       }
     };
+    const std::vector<std::string> with_value = {"--set", "--checkpoint", "--lengths", "--depths", "--samples",
+                                                  "--rope-theta"};
     for (size_t i = 1; i < args.size(); ++i) {
       const std::string& a = args[i];
-      const bool has_value = i + 1 < args.size();
-      if (a == "--set" && has_value) sets.push_back(args[++i]);
+      CHECK_HINT(i + 1 < args.size() || std::find(with_value.begin(), with_value.end(), a) == with_value.end(),
+                 "longctx --help lists the options", "eval: {} needs a value", a);
+      if (a == "--set") sets.push_back(args[++i]);
       else if (a.starts_with("--set=")) sets.push_back(a.substr(6));
-      else if (a == "--checkpoint" && has_value) opt.checkpoint = args[++i];
-      else if (a == "--lengths" && has_value) list(a, args[++i], opt.lengths);
-      else if (a == "--depths" && has_value) list(a, args[++i], opt.depths);
-      else if (a == "--samples" && has_value) number(a, args[++i], opt.samples);
-      else if (a == "--rope-theta" && has_value) number(a, args[++i], opt.rope_theta);
+      else if (a == "--checkpoint") opt.checkpoint = args[++i];
+      else if (a == "--lengths") list(a, args[++i], opt.lengths);
+      else if (a == "--depths") list(a, args[++i], opt.depths);
+      else if (a == "--samples") number(a, args[++i], opt.samples);
+      else if (a == "--rope-theta") number(a, args[++i], opt.rope_theta);
       else if (!a.starts_with("-") && deck.empty()) deck = a;
       else CHECK_HINT(false, "longctx --help lists the options", "eval: unexpected argument '{}'", a);
     }

@@ -160,13 +160,13 @@ void Model::layer_backward(int64_t l, LayerActs& a, float* dres) {
   rmsnorm_bwd(dres, g.attn_norm, dxn, a.x_in, w.attn_norm, a.rstd1, Nr, C);  // dres = d x_in
 }
 
-LossSum Model::head(const int32_t* targets, bool with_grad, uint8_t* top1) {
+LossSum Model::head(const int32_t* targets, bool with_grad, const RowStats& rows) {
   const int64_t C = m_.d_model, L = m_.n_layers;
   rmsnorm_fwd(rs_ ? rows_ : xf_, rstdf_, x_in_[size_t(L)], p_.norm, Nr_, C, float(m_.norm_eps));
   gather_rows(rows_, xf_);
   LossSum r;
   r.sum = lm_head_loss(xf_, p_.lm_head, targets, N_, C, tp_.V, tp_.v0, with_grad ? dxf_ : nullptr,
-                       with_grad ? g_.lm_head : nullptr, 1.0f, logits_, chunk_, &r.count, par_.tp, top1);
+                       with_grad ? g_.lm_head : nullptr, 1.0f, logits_, chunk_, &r.count, par_.tp, rows);
   return r;
 }
 
@@ -188,11 +188,11 @@ LossSum Model::forward_backward(const int32_t* tokens, const int32_t* targets) {
   return r;
 }
 
-LossSum Model::forward(const int32_t* tokens, const int32_t* targets, uint8_t* top1) {
+LossSum Model::forward(const int32_t* tokens, const int32_t* targets, const RowStats& rows) {
   CHECK(N_ > 0, "Model: configure() before the first micro-batch");
   embed(tokens, x_in_[0]);
   for (int64_t l = 0; l < m_.n_layers; ++l) layer_forward(l, acts_for(l), x_in_[size_t(l + 1)]);
-  return head(targets, false, top1);
+  return head(targets, false, rows);
 }
 
 }  // namespace longctx

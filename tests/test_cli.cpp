@@ -113,6 +113,10 @@ TEST_CASE("eval: the needle table of a run's newest checkpoint; bad options are 
   CHECK(contains(out, "length 40 cannot hold the needle"));
   CHECK(run_command(eval + " --samples many", &out) != 0);
   CHECK(contains(out, "--samples 'many' is not a number"));
+  CHECK(run_command(eval + " --lengths 256,", &out) != 0);
+  CHECK(contains(out, "--lengths '256,' has an empty entry"));
+  CHECK(run_command(eval + " --samples", &out) != 0);
+  CHECK(contains(out, "--samples needs a value"));
   CHECK(run_command(eval + " --checkpoint " + dir + "/nothing.h5", &out) != 0);
   CHECK(contains(out, "nothing.h5"));
   // The model the deck describes must be the checkpoint's.

@@ -193,7 +193,7 @@ TEST_CASE("chunked LM-head cross-entropy equals the full-logits formula", "[op][
   }
 }
 
-TEST_CASE("LM-head top-1 flags exactly the rows whose target has the largest logit", "[op]") {
+TEST_CASE("LM-head row outputs: top-1 flags exactly the rows whose target has the largest logit; row losses", "[op]") {
   const int64_t N = 60, C = 16, V = 40;
   auto x = randn(N * C), W = randn(V * C, 0.5f);
   std::vector<int32_t> tgt(N);
@@ -207,17 +207,29 @@ TEST_CASE("LM-head top-1 flags exactly the rows whose target has the largest log
     if (z[0].first - z[1].first < 1e-4) expect[n] = -1;
   }
   tgt[5] = -1, tgt[8] = -1, expect[5] = expect[8] = 0;  // no target: never a hit
-  std::vector<float> logits(N * V);
+  std::vector<float> logits(N * V), loss(N, -1.0f);
   std::vector<uint8_t> top1(N, 7);
   for (int64_t chunk : {int64_t(1), int64_t(13), N}) {
-    lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, logits.data(), chunk,
-                 nullptr, nullptr, top1.data());
+    const double total = lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f,
+                                      logits.data(), chunk, nullptr, nullptr, RowStats{top1.data(), loss.data()});
+    double sum = 0;
     for (int64_t n = 0; n < N; ++n) {
-      if (expect[n] < 0) continue;
       INFO("row " << n << " chunk " << chunk);
+      sum += loss[n];
+      // Row loss: log-sum-exp − target logit, from fp32 logits (~1e-6 relative; 1e-5 + 1e-5 abs).
+      double ref = 0;
+      if (tgt[n] >= 0) {
+        const auto z = ranked_logits(x.data(), W.data(), n, C, V);
+        double se = 0, zt = 0;
+        for (const auto& [val, tok] : z) se += std::exp(val - z[0].first), zt = tok == tgt[n] ? val : zt;
+        ref = z[0].first + std::log(se) - zt;
+      }
+      CHECK(std::abs(loss[n] - ref) <= 1e-5 * ref + 1e-5);
+      if (expect[n] < 0) continue;
       CHECK(int(top1[n]) == expect[n]);
       checked += 1, hits += top1[n];
     }
+    CHECK(sum == Approx(total).epsilon(1e-6));
   }
   CHECK(checked > 3 * N / 2);  // near-ties are rare
   CHECK(hits > 0);

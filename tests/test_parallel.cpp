@@ -203,7 +203,7 @@ TEST_CASE("a checkpoint written at 1×2×2 resumes at 2×1×2 and 1×1×1 with t
     if (sub != MPI_COMM_NULL) {
       Trainer a(deck({1, 2, 2, "reduce_scatter", "zigzag"}, dir, seed), sub, TrainOptions{false, false, true});
       a.run(3);
-      a.save(checkpoint_path(dir + "/checkpoints", 8));
+      a.save(checkpoint_path(dir + "/checkpoints", 3));
       a.run(1);
       next_loss = a.history().back().loss;
       MPI_Comm_free(&sub);
@@ -233,14 +233,14 @@ TEST_CASE("the needle evaluation gives the single-rank numbers on every layout",
   const uint64_t seed = shared_seed();
   const std::string dir = shared_dir("needle_eval");
   const Layout one{1, 1, 1, "all_reduce", "zigzag"};
-  if (world_rank() == 0) {  // a briefly trained model, so that the digits' predictions vary
+  if (world_rank() == 0) {  // a briefly trained model: it predicts some of the filler already
     Trainer t(deck(one, dir, seed, 8), MPI_COMM_SELF, TrainOptions{false, false, true});
     t.run();
     t.save(checkpoint_path(dir + "/checkpoints", 8));
   }
   MPI_Barrier(MPI_COMM_WORLD);
   EvalOptions opt;
-  opt.lengths = {128, 256}, opt.depths = {0.0, 0.5, 1.0}, opt.samples = 4, opt.quiet = true;
+  opt.lengths = {128, 256}, opt.depths = {0.0, 0.5, 1.0}, opt.samples = 3, opt.quiet = true;  // dp = 2: 2 + 1
   const NeedleReport ref = needle_eval(deck(one, dir, seed), MPI_COMM_SELF, opt);
   REQUIRE(ref.cells.size() == 6);
   REQUIRE(ref.global_step == 8);
@@ -256,14 +256,16 @@ TEST_CASE("the needle evaluation gives the single-rank numbers on every layout",
       for (size_t i = 0; i < r.cells.size() && ok; ++i) {
         const NeedleCell &a = r.cells[i], &b = ref.cells[i];
         // Same weights and samples; fp32 sums run in another order, so the digits' loss agrees to
-        // ~1e-6 and a top-1 choice could flip only on a near-tie (one digit at most here).
+        // ~1e-6 and a top-1 choice can flip only on a near-tie (allowed: 1 digit, 2 tokens a cell).
         ok = a.length == b.length && a.depth == b.depth && a.samples == b.samples && a.digits == b.digits &&
-             std::abs(a.digits_right - b.digits_right) <= 1 && std::abs(a.retrieved - b.retrieved) <= 1 &&
+             a.tokens == b.tokens && std::abs(a.digits_right - b.digits_right) <= 1 &&
+             std::abs(a.retrieved - b.retrieved) <= 1 && std::abs(a.tokens_right - b.tokens_right) <= 2 &&
              std::abs(a.digit_nll - b.digit_nll) <= 1e-5 * b.digit_nll;
         if (!ok)
-          why = fmt::format("cell {}: length {} depth {} samples {} digits {}/{} nll {} vs single rank {}/{} nll {}",
-                            i, a.length, a.depth, a.samples, a.digits_right, a.digits, a.digit_nll,
-                            b.digits_right, b.digits, b.digit_nll);
+          why = fmt::format("cell {}: length {} depth {} samples {} digits {}/{} nll {} tokens {}/{} vs single rank "
+                            "{}/{} nll {} tokens {}/{}", i, a.length, a.depth, a.samples, a.digits_right, a.digits,
+                            a.digit_nll, a.tokens_right, a.tokens, b.digits_right, b.digits, b.digit_nll,
+                            b.tokens_right, b.tokens);
       }
       ok = ok && r.cells.size() == ref.cells.size();
       MPI_Comm_free(&sub);
@@ -271,11 +273,15 @@ TEST_CASE("the needle evaluation gives the single-rank numbers on every layout",
     INFO(name(l) << " " << why);
     CHECK(all_ranks(ok));
   }
-  // A model this briefly trained gets no digit right (top-1 is another token): the digits' loss
-  // is what the layouts are compared on; the top-1 flags themselves are tested under tp below.
-  int64_t digits = 0;
-  for (const NeedleCell& c : ref.cells) digits += c.digits;
-  CHECK(digits == 6 * 4 * 5);  // 5-digit keys
+  // A model this briefly trained gets no key digit right, but some filler: the top-1 flags are
+  // compared on all tokens, the digits on their loss.
+  int64_t digits = 0, tokens = 0, right = 0;
+  for (const NeedleCell& c : ref.cells) digits += c.digits, tokens += c.tokens, right += c.tokens_right;
+  CHECK(digits == 6 * 3 * 5);  // 5-digit keys
+  CHECK(tokens == 3 * 3 * (128 + 256));
+  INFO(right << " of " << tokens << " tokens right");
+  CHECK(right > tokens / 10);
+  CHECK(right < tokens);
   CHECK(ref.cells[0].digit_nll > 0.0);
 }
 
@@ -296,7 +302,7 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
   std::vector<float> logits(N * V);
   std::vector<uint8_t> ref(N), got(N);
   lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, logits.data(), 7, nullptr,
-               nullptr, ref.data());
+               nullptr, RowStats{ref.data()});
   for (int tp : {2, 4}) {
     if (tp > world_size()) continue;
     MPI_Comm sub = first_ranks(tp);
@@ -305,8 +311,14 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
       const MpiComm comm(sub);
       const int64_t Vl = V / tp, v0 = comm.rank() * Vl;
       lm_head_loss(x.data(), W.data() + v0 * C, tgt.data(), N, C, Vl, v0, nullptr, nullptr, 1.0f,
-                   logits.data(), 7, nullptr, &comm, got.data());
-      for (int64_t n = 0; n < N; ++n) ok = ok && (tie[n] || (got[n] == ref[n] && ref[n] == (n % 2 == 0)));
+                   logits.data(), 7, nullptr, &comm, RowStats{got.data()});
+      int64_t checked = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        if (tie[n]) continue;
+        ok = ok && got[n] == ref[n] && ref[n] == (n % 2 == 0);
+        checked += 1;
+      }
+      ok = ok && checked > N / 2;  // near-ties are rare
       MPI_Comm_free(&sub);
     }
     INFO("tp = " << tp);

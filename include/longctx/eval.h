@@ -4,9 +4,9 @@
 // For every (length, depth) cell, `samples` needle samples (data.h: BOS, filler, the needle
 // "The pass key is KEY. ..." at that depth, filler, "What is the pass key? The pass key is KEY.")
 // are drawn from a stream of their own (run.seed with a fixed eval salt, so never a training
-// sample) and run forward once each. A sample counts as retrieved when the model's most likely
-// next token is right at every digit of the answer (teacher-forced: exactly when greedy decoding
-// would write the whole key). Runs on any layout the deck allows (dp replicas take samples in
+// sample; a function of length, depth and index only) and run forward once each. A sample counts
+// as retrieved when the model's most likely next token is right at every digit of the answer
+// (teacher-forced: what greedy decoding would write, a tie for the top counting as right). Runs on any layout the deck allows (dp replicas take samples in
 // turn; tp and sp ranks share a sample), with the weights of the checkpoint.
 #pragma once
 
@@ -35,6 +35,7 @@ struct NeedleCell {
   int64_t samples = 0, retrieved = 0;  // samples with every key digit right
   int64_t digits = 0, digits_right = 0;
   double digit_nll = 0.0;  // summed cross-entropy (nats) of the key digits: progress before retrieval
+  int64_t tokens = 0, tokens_right = 0;  // every position of the samples: top-1 right
 };
 
 struct NeedleReport {

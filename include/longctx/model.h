@@ -25,6 +25,7 @@
 
 #include "longctx/comm.h"
 #include "longctx/config.h"
+#include "longctx/lm_head.h"
 #include "longctx/params.h"
 #include "longctx/ring_attention.h"
 
@@ -58,9 +59,9 @@ class Model {
   // grads += d(loss sum)/d(params) (this rank's contribution). Returns the loss sum and the
   // number of targets of these tokens (the same on every tp rank).
   LossSum forward_backward(const int32_t* tokens, const int32_t* targets);
-  // Loss only. top1 (B·T_loc), if non-null: 1 where the target is the model's most likely next
-  // token (see lm_head_loss), e.g. for the needle evaluation.
-  LossSum forward(const int32_t* tokens, const int32_t* targets, uint8_t* top1 = nullptr);
+  // Loss only; with `rows`, also each of the B·T_loc rows' loss and whether its target is the
+  // model's most likely next token (see lm_head_loss), e.g. for the needle evaluation.
+  LossSum forward(const int32_t* tokens, const int32_t* targets, const RowStats& rows = {});
 
   // True when norm-weight gradients are partial over tp (reduce_scatter mode with tp > 1).
   bool norm_grads_partial() const { return rs_; }
@@ -74,7 +75,7 @@ class Model {
   };
   void layer_forward(int64_t l, LayerActs& a, float* x_out);
   void layer_backward(int64_t l, LayerActs& a, float* dres);
-  LossSum head(const int32_t* targets, bool with_grad, uint8_t* top1 = nullptr);
+  LossSum head(const int32_t* targets, bool with_grad, const RowStats& rows = {});
   void embed(const int32_t* tokens, float* x0);
   // Row-split helpers: rows (Nr, C) <-> full (N, C) over tp; identity when not reduce_scatter.
   const float* gather_rows(const float* rows, float* full);
