@@ -35,6 +35,12 @@ pc_have   = $(if $(PKG),$(shell pkg-config --exists $(1) && echo yes))
 MPICXX   := $(shell command -v mpicxx 2>/dev/null)
 HDF5_PC  := $(firstword $(foreach p,hdf5-openmpi hdf5-mpi hdf5-serial hdf5,$(if $(call pc_have,$(p)),$(p))))
 BLAS_PC  := $(firstword $(foreach p,openblas blas,$(if $(call pc_have,$(p)),$(p))))
+# Debian's OpenBLAS built on OpenMP (libopenblas-openmp-dev) is preferred: its threads are the
+# OpenMP runtime's, shared with longctx's own parallel loops, while the default pthread build's
+# threads and OpenMP's spin against each other (2 cores: 50 tiny steps in 9.4 s against 16.9 s,
+# docs/PERFORMANCE.md). Linked by path with an rpath: the system default stays whatever it is.
+TRIPLET  := $(shell gcc -dumpmachine 2>/dev/null)
+BLAS_OMP := $(if $(wildcard /usr/lib/$(TRIPLET)/openblas-openmp/libopenblas.so),/usr/lib/$(TRIPLET)/openblas-openmp)
 FMT_PC   := $(if $(call pc_have,fmt),fmt)
 TOML_PC  := $(if $(call pc_have,tomlplusplus),tomlplusplus)
 TOML_DIR := $(firstword $(wildcard third_party/tomlplusplus/include /usr/include/toml++/..))
@@ -52,7 +58,15 @@ ifeq ($(SANITIZE),1)
   LDFLAGS  += -fsanitize=address,undefined
 endif
 CXXFLAGS += $(if $(HDF5_PC),$(shell pkg-config --cflags $(HDF5_PC)))
-CXXFLAGS += $(if $(BLAS_PC),$(shell pkg-config --cflags $(BLAS_PC)))
+ifneq ($(BLAS_OMP),)
+  CXXFLAGS += -I/usr/include/$(TRIPLET)/openblas-openmp
+  BLAS_LIBS := -L$(BLAS_OMP) -Wl,-rpath,$(BLAS_OMP) -lopenblas
+  BLAS_WHAT := openblas (OpenMP build)
+else
+  CXXFLAGS += $(if $(BLAS_PC),$(shell pkg-config --cflags $(BLAS_PC)))
+  BLAS_LIBS := $(if $(BLAS_PC),$(shell pkg-config --libs $(BLAS_PC)),-lopenblas)
+  BLAS_WHAT := $(or $(BLAS_PC),MISSING)$(if $(BLAS_PC), (pthread build: install libopenblas-openmp-dev for speed))
+endif
 CXXFLAGS += $(if $(FMT_PC),$(shell pkg-config --cflags $(FMT_PC)))
 ifneq ($(TOML_PC),)
   CXXFLAGS += $(shell pkg-config --cflags $(TOML_PC))
@@ -63,7 +77,7 @@ else ifneq ($(TOML_DIR),)
   TOML_WHAT := toml++ (header-only, $(TOML_DIR))
 endif
 LDLIBS   += $(if $(HDF5_PC),$(shell pkg-config --libs $(HDF5_PC)),-lhdf5)
-LDLIBS   += $(if $(BLAS_PC),$(shell pkg-config --libs $(BLAS_PC)),-lopenblas)
+LDLIBS   += $(BLAS_LIBS)
 LDLIBS   += $(if $(FMT_PC),$(shell pkg-config --libs $(FMT_PC)),-lfmt)
 LDFLAGS  += -fopenmp
 
@@ -89,7 +103,7 @@ endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
-    | BLAS $(or $(BLAS_PC),MISSING) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
+    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
     | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet)),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
@@ -167,7 +181,7 @@ test: build/longctx build/longctx_tests
 
 # ---- the two README commands ------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-                libopenblas-dev libfmt-dev catch2 libtomlplusplus-dev
+                libopenblas-dev libopenblas-openmp-dev libfmt-dev catch2 libtomlplusplus-dev
 
 deps:
 	@need=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
