@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <omp.h>
+
 #include "catch.h"
 #include "grad_check.h"
 #include "longctx/ops.h"
@@ -119,4 +121,38 @@ TEST_CASE("attention backward equals the double reference and finite differences
                          {in.q.size(), in.k.size(), in.v.size()}, {dq.data(), dk.data(), dv.data()}, 1e-3);
     CHECK(d.rel_err() < 1e-2);  // see grad_check.h
   }
+}
+
+TEST_CASE("attention forward and backward are bitwise the same on 1, 2 and 3 threads", "[op]") {
+  // Each output element is summed by one thread in a fixed order, so the thread count (run.threads,
+  // ranks per node) must not change a bit: resume relies on it.
+  cpu::AttnShape s{3, 70, 70, 6, 2, 8};
+  const size_t nq = size_t(s.B * s.Tq * s.NH * s.HS), nk = size_t(s.B * s.Tk * s.NKV * s.HS);
+  const auto q = randn(nq), k = randn(nk), v = randn(nk), dout = randn(nq);
+  struct Out {
+    std::vector<float> o, lse, dq, dk, dv;
+  };
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Out r{std::vector<float>(nq), std::vector<float>(size_t(s.B * s.Tq * s.NH)), std::vector<float>(nq, 0.5f),
+          std::vector<float>(nk, 0.25f), std::vector<float>(nk, -0.5f)};  // the gradients accumulate
+    std::vector<float> delta(r.lse.size());
+    cpu::attention_fwd(r.o.data(), r.lse.data(), q.data(), k.data(), v.data(), s, false);
+    cpu::attention_delta(delta.data(), r.o.data(), dout.data(), s);
+    cpu::attention_bwd(r.dq.data(), r.dk.data(), r.dv.data(), dout.data(), q.data(), k.data(), v.data(),
+                       r.lse.data(), delta.data(), s);
+    return r;
+  };
+  const int before = omp_get_max_threads();
+  const Out one = run(1);
+  for (int threads : {2, 3}) {
+    const Out r = run(threads);
+    INFO(threads << " threads");
+    CHECK(r.o == one.o);
+    CHECK(r.lse == one.lse);
+    CHECK(r.dq == one.dq);
+    CHECK(r.dk == one.dk);
+    CHECK(r.dv == one.dv);
+  }
+  omp_set_num_threads(before);
 }
