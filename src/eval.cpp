@@ -65,6 +65,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   set_threads(cfg, topo.world_size);
   const MpiComm tp(topo.tp_comm), sp(topo.sp_comm), all(topo.cart);
   const ParamLayout layout = make_param_layout(cfg.model, topo.tp_rank, topo.tp);
+  // Model takes a gradient buffer too; the forward never touches it.
   std::vector<float> params(size_t(layout.total)), grads(size_t(layout.total));
 
   // Rank 0 picks the file (as train --resume does) and every rank reads its blocks of it.
@@ -164,10 +165,6 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
   // An error on any rank ends the job from main (MPI_Abort): no collective runs while unwinding.
   const NeedleReport rep = needle_eval(cfg, MPI_COMM_WORLD, opt);
   if (rank != 0) return 0;
-  fs::create_directories(cfg.run.out_dir);
-  const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
-  FILE* f = std::fopen(out.c_str(), "a");
-  CHECK(f, "eval: cannot open {} for appending", out);
   std::string name;  // the path as a JSON string body
   for (unsigned char ch : rep.checkpoint) {
     if (ch == '"' || ch == '\\') name += '\\', name += char(ch);
@@ -175,16 +172,20 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
     else name += char(ch);
   }
   auto num = [](double x) { return std::isfinite(x) ? fmt::format("{}", x) : std::string("null"); };
+  std::string lines;  // all cells, appended with one write: a failure leaves at most one cut line
   for (const NeedleCell& c : rep.cells)
-    std::fputs(fmt::format("{{\"checkpoint\":\"{}\",\"step\":{},\"rope_theta\":{},\"length\":{},\"depth\":{},"
-                           "\"samples\":{},\"retrieved\":{},\"digits\":{},\"digits_right\":{},"
-                           "\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
-                           name, rep.global_step, num(rep.rope_theta), c.length, c.depth, c.samples, c.retrieved,
-                           c.digits, c.digits_right, num(c.digit_nll / double(c.digits)), c.tokens, c.tokens_right)
-                   .c_str(),
-               f);
-  const bool ok = std::fclose(f) == 0;
-  CHECK(ok, "eval: writing {} failed", out);
+    lines += fmt::format("{{\"checkpoint\":\"{}\",\"step\":{},\"rope_theta\":{},\"length\":{},\"depth\":{},"
+                         "\"samples\":{},\"retrieved\":{},\"digits\":{},\"digits_right\":{},"
+                         "\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
+                         name, rep.global_step, num(rep.rope_theta), c.length, c.depth, c.samples, c.retrieved,
+                         c.digits, c.digits_right, num(c.digit_nll / double(c.digits)), c.tokens, c.tokens_right);
+  fs::create_directories(cfg.run.out_dir);
+  const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
+  FILE* f = std::fopen(out.c_str(), "a");
+  CHECK(f, "eval: cannot open {} for appending", out);
+  const bool wrote = std::fwrite(lines.data(), 1, lines.size(), f) == lines.size();
+  const bool closed = std::fclose(f) == 0;
+  CHECK(wrote && closed, "eval: writing {} failed", out);
   log_info("results appended to {}", out);
   return 0;
 }
