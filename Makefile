@@ -109,8 +109,8 @@ ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
 endif
 
 # ---- sources ----------------------------------------------------------------------------------
-SRC      := $(wildcard src/*.cpp src/cpu/*.cpp)
-MAIN_SRC := src/main.cpp
+SRC      := $(sort $(shell find src -name "*.cpp"))
+MAIN_SRC := src/cli/main.cpp
 LIB_SRC  := $(filter-out $(MAIN_SRC),$(SRC))
 CU_SRC   := $(if $(filter 1,$(CUDA)),$(CU_FILES))
 TEST_SRC := $(wildcard tests/*.cpp)

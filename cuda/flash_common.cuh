@@ -1,6 +1,6 @@
 // flash_common.cuh — what the attention .cu files share on the host side. The .cu files stay free
 // of fmt (nvcc cannot compile its compile-time format checks): errors are raised by functions in
-// src/flash_check.cpp, compiled by the host compiler.
+// src/backend/cuda/flash_check.cpp, compiled by the host compiler.
 #pragma once
 
 #include <cuda_bf16.h>

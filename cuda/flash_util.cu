@@ -1,6 +1,6 @@
 // flash_util.cu — the small kernels around flash attention:
 //   delta[b,t,h] = sum_d dO·O (fp32 from bf16; one warp per row), the exact (O, LSE) merge of ring
-//   partials (one warp per row), fp32 -> bf16. (Shape checks: src/flash_check.cpp.)
+//   partials (one warp per row), fp32 -> bf16. (Shape checks: src/backend/cuda/flash_check.cpp.)
 #include <cuda_bf16.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// Tests of HDF5 checkpoints (src/checkpoint.cpp, src/checkpoint_info.cpp).
+// Tests of HDF5 checkpoints (src/io/checkpoint.cpp, src/io/checkpoint_info.cpp).
 #include <hdf5.h>
 
 #include <bit>

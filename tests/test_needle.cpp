@@ -1,4 +1,4 @@
-// Tests of the needle/passkey generator (src/data_needle.cpp).
+// Tests of the needle/passkey generator (src/io/data_needle.cpp).
 #include <algorithm>
 #include <set>
 #include <string>

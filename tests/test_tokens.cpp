@@ -1,5 +1,5 @@
-// Tests of HDF5 token files: pack-text (src/pack_text.cpp) and the token source
-// (src/data_tokens.cpp).
+// Tests of HDF5 token files: pack-text (src/cli/pack_text.cpp) and the token source
+// (src/io/data_tokens.cpp).
 #include <hdf5.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // flash_check.h — host-side argument checks of the GPU attention entry points (flash.h), in
-// src/flash_check.cpp. Every launcher runs them before its kernels, so a shape or pointer the
+// src/backend/cuda/flash_check.cpp. Every launcher runs them before its kernels, so a shape or pointer the
 // kernels cannot take ends with a longctx::Error naming it instead of a fault on the device.
 // Built with or without CUDA, and tested on the CPU (tests/test_flash_check.cpp).
 #pragma once

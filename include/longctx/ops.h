@@ -1,4 +1,4 @@
-// ops.h — the model's operations, one declaration each, CPU fp32 reference (src/cpu/*.cpp).
+// ops.h — the model's operations, one declaration each, CPU fp32 reference (src/backend/cpu/*.cpp).
 //
 // Dim letters (everywhere): B batch, T sequence (local), C d_model, NH query heads, NKV key/value
 // heads, HS head size, F d_ff, V vocab; N = B·T rows. Tensors are row-major, last dim contiguous.
@@ -11,13 +11,13 @@
 
 namespace longctx::cpu {
 
-// ---- linear (src/cpu/linear.cpp): out = in @ W^T, W is [O, I] (HF convention) -------------------
+// ---- linear (src/backend/cpu/linear.cpp): out = in @ W^T, W is [O, I] (HF convention) -------------------
 void linear_fwd(float* out, const float* in, const float* W, int64_t N, int64_t I, int64_t O);
 // din (+= when accumulate, else =) dout @ W ; dW += dout^T @ in.  Either output may be null.
 void linear_bwd(float* din, float* dW, const float* dout, const float* in, const float* W,
                 int64_t N, int64_t I, int64_t O, bool accumulate_din);
 
-// ---- RMSNorm (src/cpu/rmsnorm.cpp): out = in / sqrt(mean(in^2) + eps) * w ------------------------
+// ---- RMSNorm (src/backend/cpu/rmsnorm.cpp): out = in / sqrt(mean(in^2) + eps) * w ------------------------
 // Saves rstd[N] = 1/sqrt(mean(in^2)+eps) for backward.
 void rmsnorm_fwd(float* out, float* rstd, const float* in, const float* w, int64_t N, int64_t C,
                  float eps);
@@ -25,7 +25,7 @@ void rmsnorm_fwd(float* out, float* rstd, const float* in, const float* w, int64
 void rmsnorm_bwd(float* din, float* dw, const float* dout, const float* in, const float* w,
                  const float* rstd, int64_t N, int64_t C);
 
-// ---- RoPE (src/cpu/rope.cpp), "rotate half" pairing (i, i+HS/2) as in Hugging Face Llama --------
+// ---- RoPE (src/backend/cpu/rope.cpp), "rotate half" pairing (i, i+HS/2) as in Hugging Face Llama --------
 // Angle of pair i at global position p: p · theta^(-2i/HS), computed in double (fp32 p·inv_freq is
 // off by ~0.06 rad near 1M positions) and stored as fp32 cos/sin tables [T, HS/2].
 void rope_table(float* cos_t, float* sin_t, const int64_t* pos, int64_t T, int64_t HS, double theta);
@@ -34,7 +34,7 @@ void rope_table(float* cos_t, float* sin_t, const int64_t* pos, int64_t T, int64
 void rope_apply(float* x, const float* cos_t, const float* sin_t, int64_t B, int64_t T, int64_t H,
                 int64_t HS, int sign);
 
-// ---- attention (src/cpu/attention.cpp): blockwise (flash) causal attention, GQA ----------------
+// ---- attention (src/backend/cpu/attention.cpp): blockwise (flash) causal attention, GQA ----------------
 // One call handles the local queries against one block of keys/values, which may sit anywhere in
 // the global sequence: query row t has global position q_pos0 + t, key row s has k_pos0 + s.
 // causal: key visible iff k_pos0 + s <= q_pos0 + t; otherwise all keys visible.
@@ -58,12 +58,12 @@ void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const flo
                    const float* k, const float* v, const float* lse, const float* delta,
                    const AttnShape& s);
 
-// ---- SwiGLU (src/cpu/swiglu.cpp): out = silu(gate) * up, all (N, F) --------------------------
+// ---- SwiGLU (src/backend/cpu/swiglu.cpp): out = silu(gate) * up, all (N, F) --------------------------
 void swiglu_fwd(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                 int64_t n);
 
-// ---- embedding (src/cpu/embedding.cpp): out[n] = table[tok[n] - v0] ------------------------
+// ---- embedding (src/backend/cpu/embedding.cpp): out[n] = table[tok[n] - v0] ------------------------
 // table (V, C) holds vocabulary rows [v0, v0 + V) (all of them on one rank, a tensor-parallel
 // slice otherwise); rows whose token is outside the slice get zeros (another rank supplies them).
 void embedding_fwd(float* out, const int32_t* tok, const float* table, int64_t N, int64_t C,
@@ -72,7 +72,7 @@ void embedding_fwd(float* out, const int32_t* tok, const float* table, int64_t N
 void embedding_bwd(float* dtable, const float* dout, const int32_t* tok, int64_t N, int64_t C,
                    int64_t v0, int64_t V);
 
-// ---- softmax cross-entropy pieces (src/cpu/cross_entropy.cpp) ------------------------------
+// ---- softmax cross-entropy pieces (src/backend/cpu/cross_entropy.cpp) ------------------------------
 // z (rows, V) holds logits of the vocabulary slice [v0, v0 + V) (the whole vocabulary on one rank;
 // a tensor-parallel slice otherwise, the row statistics then reduced over the slices in between).
 // target (rows) in [-1, V_total); -1 = no loss at that row.
@@ -85,7 +85,7 @@ void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, cons
 void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
                const int32_t* target, int64_t v0, float scale);
 
-// ---- AdamW (src/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
+// ---- AdamW (src/backend/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, int64_t t);
 

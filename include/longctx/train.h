@@ -97,7 +97,7 @@ class Trainer {
 // OpenBLAS and OpenMP threads per rank: run.threads, or 0 = all cores for one rank, 1 under MPI.
 void set_threads(const Config& cfg, int world_size);
 
-// Run outputs (src/train_io.cpp). prune: keeps the newest checkpoint.keep periodic checkpoints
+// Run outputs (src/train/train_io.cpp). prune: keeps the newest checkpoint.keep periodic checkpoints
 // (those at stage ends always stay); remove: --fresh deletes an earlier run's checkpoints and metrics.
 void prune_checkpoints(const Config& cfg);
 void remove_run_outputs(const Config& cfg);
