@@ -4,6 +4,7 @@
 
 #include "catch.h"
 #include "grad_check.h"
+#include "longctx/backend/cpu.h"
 #include "longctx/model.h"
 #include "longctx/params.h"
 #include "longctx/rng.h"
@@ -13,6 +14,8 @@ using namespace longctx;
 using namespace longctx::test;
 
 namespace {
+
+const Cpu cpu_backend;  // the model is driven through the backend seam (backend/cpu.h)
 
 ModelConfig tiny_model(bool tie, int64_t nkv) {
   ModelConfig m;
@@ -24,7 +27,7 @@ ModelConfig tiny_model(bool tie, int64_t nkv) {
 struct Batch {
   std::vector<int32_t> tok, tgt;
   Batch(int64_t B, int64_t T, int64_t V) : tok(B * T), tgt(B * T) {
-    Stream r(fresh_seed());
+    RandomStream r(fresh_seed());
     for (auto& t : tok) t = int32_t(r.below(uint64_t(V)));
     for (auto& t : tgt) t = int32_t(r.below(uint64_t(V)));
     tgt[3] = -1;  // one position without a target
@@ -40,7 +43,7 @@ TEST_CASE("whole-model gradient matches finite differences", "[grad]") {
     std::vector<float> params(layout.total), grads(layout.total, 0.0f);
     init_params(m, layout, fresh_seed(), params.data());
     for (auto& p : params) p += 0.05f * float(randn(1)[0]);  // norms away from exactly 1
-    Model model(m, layout, params.data(), grads.data());
+    Model<Cpu> model(cpu_backend, m, layout, params.data(), grads.data());
     const int64_t B = 2, T = 70;  // T > one 64-row attention tile
     model.configure(B, T, 500.0);
     Batch batch(B, T, m.vocab_size);
@@ -79,11 +82,11 @@ TEST_CASE("activation recompute gives bit-identical loss and gradients", "[grad]
   init_params(m, layout, fresh_seed(), params.data());
   const int64_t B = 1, T = 33;
   Batch batch(B, T, m.vocab_size);
-  Model a(m, layout, params.data(), g1.data());
+  Model<Cpu> a(cpu_backend, m, layout, params.data(), g1.data());
   a.configure(B, T, 1e4);
   const LossSum la = a.forward_backward(batch.tok.data(), batch.tgt.data());
   m.recompute = true;
-  Model b(m, layout, params.data(), g2.data());
+  Model<Cpu> b(cpu_backend, m, layout, params.data(), g2.data());
   b.configure(B, T, 1e4);
   const LossSum lb = b.forward_backward(batch.tok.data(), batch.tgt.data());
   CHECK(la.sum == lb.sum);
@@ -122,13 +125,13 @@ TEST_CASE("reconfiguring for a new stage shape equals a fresh model", "[grad]") 
   std::vector<float> params(layout.total), g1(layout.total, 0.0f), g2(layout.total, 0.0f);
   init_params(m, layout, fresh_seed(), params.data());
   Batch first(4, 32, m.vocab_size), second(1, 128, m.vocab_size);
-  Model reused(m, layout, params.data(), g1.data());
+  Model<Cpu> reused(cpu_backend, m, layout, params.data(), g1.data());
   reused.configure(4, 32, 1e4);
   reused.forward_backward(first.tok.data(), first.tgt.data());
   std::fill(g1.begin(), g1.end(), 0.0f);
   reused.configure(1, 128, 5e4);
   const LossSum a = reused.forward_backward(second.tok.data(), second.tgt.data());
-  Model fresh(m, layout, params.data(), g2.data());
+  Model<Cpu> fresh(cpu_backend, m, layout, params.data(), g2.data());
   fresh.configure(1, 128, 5e4);
   const LossSum b = fresh.forward_backward(second.tok.data(), second.tgt.data());
   CHECK(a.sum == b.sum);

@@ -10,6 +10,7 @@
 
 #include "catch.h"
 #include "longctx/checkpoint.h"
+#include "longctx/comm_mpi.h"
 #include "longctx/config.h"
 #include "longctx/eval.h"
 #include "longctx/lm_head.h"
@@ -301,7 +302,7 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
   }
   std::vector<float> logits(N * V);
   std::vector<uint8_t> ref(N), got(N);
-  lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, logits.data(), 7, nullptr,
+  lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, 7, nullptr,
                nullptr, RowStats{ref.data()});
   for (int tp : {2, 4}) {
     if (tp > world_size()) continue;
@@ -311,7 +312,7 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
       const MpiComm comm(sub);
       const int64_t Vl = V / tp, v0 = comm.rank() * Vl;
       lm_head_loss(x.data(), W.data() + v0 * C, tgt.data(), N, C, Vl, v0, nullptr, nullptr, 1.0f,
-                   logits.data(), 7, nullptr, &comm, RowStats{got.data()});
+                   7, nullptr, &comm, RowStats{got.data()});
       int64_t checked = 0;
       for (int64_t n = 0; n < N; ++n) {
         if (tie[n]) continue;
@@ -355,11 +356,28 @@ TEST_CASE("MpiComm cut into small pieces computes what it computes whole", "[mpi
     c.all_gather(x.data(), all.data(), n);  // the first n values of every rank, in rank order
     for (int r = 0; r < P; ++r)
       for (int64_t i = 0; i < n; ++i) ok = ok && all[size_t(r * n + i)] == value(r, i);
-    Comm::Pending pend;
-    std::vector<float> got(static_cast<size_t>(n));
-    c.exchange(x.data(), got.data(), n, (me + 1) % P, (me + P - 1) % P, 5, pend);
-    c.wait(pend);
-    for (int64_t i = 0; i < n; ++i) ok = ok && got[size_t(i)] == value((me + P - 1) % P, i);
+    // Two exchanges in flight at once, on two channels and in opposite directions, returned as
+    // handles: each gets its own neighbour's values.
+    const int next = (me + 1) % P, prev = (me + P - 1) % P;
+    std::vector<float> got(static_cast<size_t>(n)), back(static_cast<size_t>(n));
+    Comm::Handle h1 = c.exchange(flat(x.data(), n), flat(got.data(), n), next, prev, 0);
+    Comm::Handle h2 = c.exchange(flat(x.data(), n), flat(back.data(), n), prev, next, 1);
+    c.progress(h1);
+    c.wait(h2), c.wait(h1);
+    ok = ok && !h1.active() && !h2.active();
+    for (int64_t i = 0; i < n; ++i)
+      ok = ok && got[size_t(i)] == value(prev, i) && back[size_t(i)] == value(next, i);
+    // bf16 moves bit for bit (gather, exchange); its reductions are refused, on every rank alike.
+    std::vector<bf16> xb(static_cast<size_t>(n)), allb(static_cast<size_t>(P * n)), gotb(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) xb[size_t(i)].bits = uint16_t(me * 1000 + i);
+    c.all_gather(xb.data(), allb.data(), n);
+    for (int r = 0; r < P; ++r)
+      for (int64_t i = 0; i < n; ++i) ok = ok && allb[size_t(r * n + i)].bits == uint16_t(r * 1000 + i);
+    Comm::Handle hb = c.exchange(flat(xb.data(), n), flat(gotb.data(), n), next, prev, 2);
+    c.wait(hb);
+    for (int64_t i = 0; i < n; ++i) ok = ok && gotb[size_t(i)].bits == uint16_t(prev * 1000 + i);
+    const std::string refused = error_of([&] { c.all_reduce_sum(xb.data(), n); });
+    ok = ok && refused.find("bf16 reductions") != std::string::npos;
     INFO("piece " << piece);
     CHECK(all_ranks(ok));
   }

@@ -1,79 +1,88 @@
-// comm.h — the collectives longctx uses, behind one interface: MpiComm now; the CUDA backend adds
-// an NCCL implementation of the same class. A Comm is one group of ranks (an axis of the process
-// grid). Element counts are int64_t; MpiComm cuts every operation into pieces an int can count.
-// Every rank of the group must make the same calls in the same order (they are collectives),
-// except exchange(), which pairs with the neighbours' exchange().
+// comm.h — the collectives longctx uses, behind one interface. A Comm is one group of ranks (an
+// axis of the process grid, built in parallel/groups.cpp). Implementations: MpiComm (host memory,
+// comm_mpi.h); the CUDA backend adds NCCL and an MPI transport staged through pinned memory.
+//
+// Every operation names its element type (f32, bf16, f64, ...) and the stream it is ordered on
+// (null on the host; a cudaStream_t for device buffers), so a device implementation fits without
+// touching callers. Element counts are int64_t. Every rank of the group must make the same calls in
+// the same order (collectives), except exchange(), which pairs with the neighbours' exchange().
+// No MPI type appears here.
 #pragma once
 
 #include <cstdint>
-#include <memory>
-#include <string>
 
-#include <mpi.h>
+#include "longctx/tensor.h"
 
 namespace longctx {
 
+// The stream an operation is ordered on: a cudaStream_t for device work, null for host work.
+struct Stream {
+  void* handle = nullptr;
+};
+
+enum class ReduceOp { kSum, kMax };
+
 class Comm {
  public:
+  // A ring exchange in flight. Returned by exchange(); wait() (or a progress() that finds it done)
+  // completes it. Both buffers must stay untouched until then.
+  struct Handle {
+    int id = -1;
+    bool active() const { return id >= 0; }
+  };
+
   virtual ~Comm() = default;
   int rank() const { return rank_; }
   int size() const { return size_; }
 
-  virtual void all_reduce_sum(float* x, int64_t n) const = 0;
-  virtual void all_reduce_sum(double* x, int64_t n) const = 0;
-  virtual void all_reduce_max(float* x, int64_t n) const = 0;
-  // in: size()·n floats (block i goes to rank i); out: n floats = sum over ranks of their block.
-  virtual void reduce_scatter_sum(const float* in, float* out, int64_t n) const = 0;
-  // in: n floats; out: size()·n floats, block i from rank i.
-  virtual void all_gather(const float* in, float* out, int64_t n) const = 0;
-
-  // Non-blocking ring step: send n floats to rank `to`, receive n floats from rank `from`; messages
-  // of different purposes in flight together use different tags.
-  // Both buffers must stay untouched until wait(). At most one exchange per Pending.
-  struct Pending {
-    MPI_Request req[16];
-    int count = 0;
-  };
-  virtual void exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
-                        Pending& p) const = 0;
-  virtual void wait(Pending& p) const = 0;
-  // Lets the transport advance a pending exchange (MPI progresses large messages mostly inside
-  // MPI calls): called between pieces of the compute that the exchange should overlap.
-  virtual void progress(Pending& p) const = 0;
+  template <class T>
+  void all_reduce_sum(T* x, int64_t n, Stream s = {}) const {
+    do_all_reduce(x, n, dtype_of<T>(), ReduceOp::kSum, s);
+  }
+  template <class T>
+  void all_reduce_max(T* x, int64_t n, Stream s = {}) const {
+    do_all_reduce(x, n, dtype_of<T>(), ReduceOp::kMax, s);
+  }
+  template <class T>
+  void all_reduce_sum(Tensor<T> x, Stream s = {}) const {
+    all_reduce_sum(x.data, x.numel(), s);
+  }
+  // in: size()·n elements (block i goes to rank i); out: n = the sum over ranks of their block.
+  template <class T>
+  void reduce_scatter_sum(const T* in, T* out, int64_t n, Stream s = {}) const {
+    do_reduce_scatter(in, out, n, dtype_of<T>(), s);
+  }
+  // in: n elements; out: size()·n, block i from rank i.
+  template <class T>
+  void all_gather(const T* in, T* out, int64_t n, Stream s = {}) const {
+    do_all_gather(in, out, n, dtype_of<T>(), s);
+  }
+  // Non-blocking ring step: send to rank `to`, receive as many elements from rank `from`.
+  // Exchanges of different purposes in flight together use different channels (0..7).
+  template <class S, class T>
+  Handle exchange(Tensor<S> send, Tensor<T> recv, int to, int from, int channel,
+                  Stream s = {}) const {
+    static_assert(std::is_same_v<std::remove_const_t<S>, T>, "exchange: one element type");
+    LONGCTX_CHECK(send.numel() == recv.numel(), "Comm::exchange: sends {} elements, receives {}",
+                  send.numel(), recv.numel());
+    return do_exchange(send.data, recv.data, send.numel(), dtype_of<T>(), to, from, channel, s);
+  }
+  void wait(Handle& h) const { do_wait(h); }
+  // Lets the transport advance an exchange (MPI progresses large messages mostly inside MPI
+  // calls): called between pieces of the compute that the exchange should overlap.
+  void progress(Handle& h) const { do_progress(h); }
 
  protected:
+  // What an implementation provides: the same operations, untyped.
+  virtual void do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream s) const = 0;
+  virtual void do_reduce_scatter(const void* in, void* out, int64_t n, DType t, Stream s) const = 0;
+  virtual void do_all_gather(const void* in, void* out, int64_t n, DType t, Stream s) const = 0;
+  virtual Handle do_exchange(const void* send, void* recv, int64_t n, DType t, int to, int from,
+                             int channel, Stream s) const = 0;
+  virtual void do_wait(Handle& h) const = 0;
+  virtual void do_progress(Handle& h) const = 0;
+
   int rank_ = 0, size_ = 1;
 };
 
-// The MPI implementation (host memory). Does not own the communicator. Messages go in pieces of
-// at most `piece` elements (2^30 by default; tests pass small pieces to exercise the cut paths).
-class MpiComm final : public Comm {
- public:
-  static constexpr int64_t kMaxPiece = int64_t(1) << 30;
-  explicit MpiComm(MPI_Comm c, int64_t piece = kMaxPiece);
-  MPI_Comm mpi() const { return comm_; }
-  void all_reduce_sum(float* x, int64_t n) const override;
-  void all_reduce_sum(double* x, int64_t n) const override;
-  void all_reduce_max(float* x, int64_t n) const override;
-  void reduce_scatter_sum(const float* in, float* out, int64_t n) const override;
-  void all_gather(const float* in, float* out, int64_t n) const override;
-  void exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
-                Pending& p) const override;
-  void wait(Pending& p) const override;
-  void progress(Pending& p) const override;
-
- private:
-  MPI_Comm comm_;
-  int64_t piece_;
-};
-
-}  // namespace longctx
-
-namespace longctx {
-class Error;
-// Rank 0's string on every rank of comm.
-std::string broadcast_string(const std::string& s, MPI_Comm comm);
-// Prints the error on stderr (prefixed with the rank when the job has several) and ends every
-// rank with MPI_Abort; with a single rank it rethrows, so main reports it and exits normally.
-[[noreturn]] void abort_job(const Error& e);
 }  // namespace longctx

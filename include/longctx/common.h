@@ -47,6 +47,7 @@ class Error : public std::runtime_error {
     if (!(cond)) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint)); \
   } while (0)
 #define FAIL_ERROR(...) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__))
+#define FAIL_HINT(hint, ...) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint))
 
 namespace longctx {
 inline constexpr const char* kVersion = "0.1.0";

@@ -1,4 +1,4 @@
-// model.h — the Llama transformer, forward and backward by hand (CPU fp32 reference backend),
+// model.h — the Llama transformer, forward and backward by hand, on any backend (backend/cpu.h),
 // tensor- and sequence-parallel.
 //
 //   x = embed[tokens]                                                   (B, T, C)
@@ -23,6 +23,7 @@
 #include <memory>
 #include <vector>
 
+#include "longctx/arena.h"
 #include "longctx/comm.h"
 #include "longctx/config.h"
 #include "longctx/lm_head.h"
@@ -31,11 +32,6 @@
 
 namespace longctx {
 
-struct LossSum {
-  double sum = 0.0;   // sum of token losses (nats)
-  int64_t count = 0;  // tokens with a target
-};
-
 struct ModelParallel {
   const Comm* tp = nullptr;     // tensor-parallel group (nullptr: none)
   const Comm* sp = nullptr;     // sequence-parallel ring (nullptr: none)
@@ -43,59 +39,77 @@ struct ModelParallel {
   bool zigzag = true;           // ring = "zigzag"
 };
 
+// Written once for every backend B (backend/cpu.h: Cpu; the CUDA backend of issue 8): activations
+// B::Act, weights B::Param, fp32 gradients. Its activations, the ring's buffers and the LM head's
+// scratch are views into one arena, counted before it is allocated.
+template <class B>
 class Model {
  public:
-  // params/grads: layout.total floats each (this rank's blocks), owned by the caller.
-  Model(const ModelConfig& m, const ParamLayout& layout, float* params, float* grads,
+  using Act = typename B::Act;
+  using Param = typename B::Param;
+  // params: layout.total B::Param (this rank's blocks); grads: layout.total floats, or null for a
+  // forward-only model (eval). Both owned by the caller.
+  Model(const B& be, const ModelConfig& m, const ParamLayout& layout, Param* params, float* grads,
         const ModelParallel& par = {});
 
-  // Shapes the next micro-batches: B sequences of global length T, RoPE base theta. Allocates
-  // the activations when the shape grows.
-  void configure(int64_t B, int64_t T, double theta);
+  // Bytes of the arena for `batch` sequences of global length T (activations with or without recompute,
+  // ring buffers, LM-head scratch), counted without allocating anything.
+  size_t arena_bytes(int64_t batch, int64_t T);
+  // Shapes the next micro-batches: `batch` sequences of global length T, RoPE base theta. Allocates the
+  // arena when the shape needs more than it holds (once per stage, never in the step).
+  void configure(int64_t batch, int64_t T, double theta);
   // This rank's tokens of each sequence (valid after configure()).
   const SeqLayout& seq() const { return ring_.layout(); }
 
-  // One micro-batch of this rank's tokens: tokens and targets are (B, T_loc), target -1 = none.
-  // grads += d(loss sum)/d(params) (this rank's contribution). Returns the loss sum and the
-  // number of targets of these tokens (the same on every tp rank).
+  // One micro-batch of this rank's tokens (host arrays): tokens and targets are (B, T_loc), target
+  // -1 = none. grads += d(loss sum)/d(params) (this rank's contribution). Returns the loss sum and
+  // the number of targets of these tokens (the same on every tp rank).
   LossSum forward_backward(const int32_t* tokens, const int32_t* targets);
   // Loss only; with `rows`, also each of the B·T_loc rows' loss and whether its target is the
-  // model's most likely next token (see lm_head_loss), e.g. for the needle evaluation.
+  // model's most likely next token (see LmHead), e.g. for the needle evaluation.
   LossSum forward(const int32_t* tokens, const int32_t* targets, const RowStats& rows = {});
 
   // True when norm-weight gradients are partial over tp (reduce_scatter mode with tp > 1).
   bool norm_grads_partial() const { return rs_; }
-  int64_t activation_bytes() const { return int64_t(arena_.size() * sizeof(float)); }
+  int64_t activation_bytes() const { return int64_t(held_); }
   // Forward FLOPs per token of the whole model at the configured T (matmuls + causal attention).
   double flops_per_token_fwd() const;
 
  private:
   struct LayerActs {
-    float *x_in, *xn1, *rstd1, *q, *k, *v, *att, *lse, *x_mid, *xn2, *rstd2, *gate, *up, *h;
+    Tensor<Act> x_in, xn1, q, k, v, att, x_mid, xn2, gate, up, h;
+    Tensor<float> rstd1, lse, rstd2;
   };
-  void layer_forward(int64_t l, LayerActs& a, float* x_out);
-  void layer_backward(int64_t l, LayerActs& a, float* dres);
-  LossSum head(const int32_t* targets, bool with_grad, const RowStats& rows = {});
-  void embed(const int32_t* tokens, float* x0);
+  void shape(int64_t batch, int64_t T);  // sets the sizes and the ring's shape
+  void take_all(Arena& a);           // every buffer, in one order, for both arena passes
+  void layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out);
+  void layer_backward(int64_t l, LayerActs& a, Tensor<Act> dres);
+  LossSum head(Tensor<const int32_t> targets, bool with_grad, const RowStats& rows = {});
+  void embed(Tensor<const int32_t> tokens, Tensor<Act> x0);
   // Row-split helpers: rows (Nr, C) <-> full (N, C) over tp; identity when not reduce_scatter.
-  const float* gather_rows(const float* rows, float* full);
-  void reduce_rows(float* full, float* rows);  // full: partial sums over tp (clobbered)
+  Tensor<const Act> gather_rows(Tensor<const Act> rows, Tensor<Act> full);
+  Tensor<Act> reduce_partial(Tensor<Act> full);       // the sum's (Nr, C) rows: in rows_ or full
+  void reduce_rows(Tensor<Act> full, Tensor<Act> rows);  // the same, always into `rows`
   LayerActs& acts_for(int64_t l) { return recompute_ ? scratch_ : acts_[size_t(l)]; }
 
+  const B& be_;
   ModelConfig m_;
   ModelParallel par_;
   TpShard tp_;
-  ModelView p_, g_;
+  ModelView<Param> p_;
+  ModelView<float> g_;
   bool recompute_, rs_;
-  RingAttention ring_;
+  RingAttention<B> ring_;
+  LmHead<B> lm_;
   int64_t B_ = 0, T_ = 0, N_ = 0, Nr_ = 0, chunk_ = 0;  // N_ rows, Nr_ of them local
-  int64_t cap_ = 0, cap_T_ = 0;  // rows and local positions the buffers hold
-  std::vector<float> arena_;     // every activation and scratch buffer below points into it
+  typename B::Memory mem_;
+  size_t held_ = 0;              // bytes of mem_
   std::vector<LayerActs> acts_;  // per layer (without recompute)
   LayerActs scratch_{};          // the one set reused by every layer (with recompute)
-  std::vector<float*> x_in_;     // per layer input (+ final), (Nr, C), always kept
-  float *xf_, *rstdf_, *dxf_, *logits_, *dres_, *dxn_, *dh_, *dgate_, *dup_, *datt_, *dq_, *dk_,
-      *dv_, *cos_, *sin_, *full_, *rows_;
+  std::vector<Tensor<Act>> x_in_;  // per layer input (+ final), (Nr, C), always kept
+  Tensor<Act> xf_, dxf_, dres_, dxn_, dh_, dgate_, dup_, datt_, dq_, dk_, dv_, full_, rows_;
+  Tensor<float> rstdf_, cos_, sin_;
+  Tensor<int32_t> tok_, tgt_;  // device copies of the tokens (empty on host backends)
 };
 
 }  // namespace longctx

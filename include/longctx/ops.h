@@ -80,10 +80,21 @@ void xent_row_max(const float* z, int64_t rows, int64_t V, float* mx);  // mx = 
 // sum = sum_j exp(z - mx) (double); zt = z[target - v0] when the target is in the slice, else 0.
 void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, const int32_t* target,
                   int64_t v0, double* sum, double* zt);
+// From the GLOBAL statistics: loss[r] = mx + log(sum) - zt where target[r] >= 0 (else 0), and
+// top1[r] = 1 where that target's logit is the row maximum (a tie counts; else 0). Either output may
+// be null. Adds the losses of rows with a target to *loss_sum, in row order, and their number to
+// *count (accumulating over chunks in one running sum).
+void xent_rows(const float* mx, const double* sum, const double* zt, const int32_t* target,
+               int64_t rows, float* loss, uint8_t* top1, double* loss_sum, int64_t* count);
 // In place: z = scale·(softmax(z) - onehot(target)) with the GLOBAL mx and sum; rows without a
 // target get 0.
 void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
                const int32_t* target, int64_t v0, float scale);
+
+// ---- elementwise (src/backend/cpu/elementwise.cpp) --------------------------------------------
+void add(float* out, const float* a, const float* b, int64_t n);  // out = a + b
+void scale(float* x, float s, int64_t n);                         // x *= s
+double sum_squares(const float* x, int64_t n);                    // in double, in index order
 
 // ---- AdamW (src/backend/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,

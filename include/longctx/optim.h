@@ -1,4 +1,5 @@
-// optim.h — learning-rate schedule, global gradient-norm clipping and AdamW over a flat shard.
+// optim.h — the learning-rate schedule, and which parts of a ZeRO-1 shard AdamW and the gradient
+// norm visit (the update itself is the backend's adamw op, driven by StepEngine<B>).
 #pragma once
 
 #include <cstdint>
@@ -13,21 +14,13 @@ namespace longctx {
 // from lr/warmup to lr over warmup_steps, then constant or cosine decay to min_lr at the last step.
 double lr_at(const OptimConfig& o, int64_t step, int64_t total);
 
-// AdamW on this rank's range [lo, hi) of the flat parameter buffer (ZeRO-1 shard; the whole
-// buffer on one rank). Weight decay is skipped for tensors with decay = false (norms).
-class AdamW {
- public:
-  AdamW(const OptimConfig& o, const ParamLayout& layout, int64_t lo, int64_t hi);
-  // master, grad, m, v: (hi - lo) floats, element i is flat index lo + i. t = step number >= 1.
-  void step(float* master, const float* grad, float* m, float* v, double lr, int64_t t) const;
-
- private:
-  struct Span { int64_t begin, end; bool decay; };  // shard-relative
-  OptimConfig o_;
-  std::vector<Span> spans_;
+// A piece of the shard [lo, hi) of the flat buffer that lies in one tensor, shard-relative.
+struct ShardSpan {
+  int64_t begin, end;
+  bool decay;    // AdamW weight decay applies (not for norm weights)
+  bool replica;  // another tp rank holds the same block: the gradient norm counts it once
 };
-
-// Sum of squares of x[0..n) in double, in a fixed order (the same on every run).
-double sum_squares(const float* x, int64_t n);
+// The pieces of [lo, hi) tensor by tensor, in layout order.
+std::vector<ShardSpan> shard_spans(const ParamLayout& layout, int64_t lo, int64_t hi);
 
 }  // namespace longctx

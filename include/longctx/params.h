@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "longctx/config.h"
+#include "longctx/tensor.h"
 
 namespace longctx {
 
@@ -53,22 +54,44 @@ TpShard tp_shard(const ModelConfig& m, int rank, int size);
 // The layout of this rank's blocks: column-parallel wq wk wv w_gate w_up (rows split), row-parallel
 // wo w_down (columns split), vocab-parallel embed and lm_head (rows split), norms replicated.
 ParamLayout make_param_layout(const ModelConfig& m, int tp_rank = 0, int tp = 1);
+// "layers/07/": the name prefix of layer l's tensors.
+std::string layer_prefix(int64_t l);
 
 // Deterministic initialisation, independent of the layout: element i (row-major index in the full
 // tensor) of tensor `name` is init_std · N(0,1) drawn from (seed, name, i); norms are 1.
 // Output projections (wo, w_down) are scaled by 1/sqrt(2·n_layers), as in GPT-2.
 void init_params(const ModelConfig& m, const ParamLayout& layout, uint64_t seed, float* params);
 
-// Pointers into a flat buffer for one layer / the whole model (params or grads alike).
+// Typed views into a flat buffer for one layer / the whole model (parameters of any element type,
+// gradients): each with its local shape (ParamTensor::count).
+template <class T>
 struct LayerView {
-  float *attn_norm, *wq, *wk, *wv, *wo, *mlp_norm, *w_gate, *w_up, *w_down;
+  Tensor<T> attn_norm, wq, wk, wv, wo, mlp_norm, w_gate, w_up, w_down;
 };
+template <class T>
 struct ModelView {
-  float* embed;
-  std::vector<LayerView> layers;
-  float* norm;
-  float* lm_head;  // == embed when tied
+  Tensor<T> embed;
+  std::vector<LayerView<T>> layers;
+  Tensor<T> norm;
+  Tensor<T> lm_head;  // == embed when tied
 };
-ModelView view_of(const ModelConfig& m, const ParamLayout& layout, float* buffer);
+template <class T>
+ModelView<T> view_of(const ModelConfig& m, const ParamLayout& layout, T* buffer) {
+  auto at = [&](const std::string& n) {
+    const ParamTensor& t = layout.find(n);
+    T* p = buffer ? buffer + t.offset : nullptr;  // a null buffer gives null views (no gradients)
+    return t.count.size() == 1 ? Tensor<T>(p, {t.count[0]}) : Tensor<T>(p, {t.count[0], t.count[1]});
+  };
+  ModelView<T> v;
+  v.embed = at("embed");
+  for (int64_t i = 0; i < m.n_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    v.layers.push_back({at(p + "attn_norm"), at(p + "wq"), at(p + "wk"), at(p + "wv"), at(p + "wo"),
+                        at(p + "mlp_norm"), at(p + "w_gate"), at(p + "w_up"), at(p + "w_down")});
+  }
+  v.norm = at("norm");
+  v.lm_head = m.tie_embeddings ? v.embed : at("lm_head");
+  return v;
+}
 
 }  // namespace longctx

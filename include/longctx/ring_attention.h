@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "longctx/arena.h"
 #include "longctx/comm.h"
+#include "longctx/ops.h"
 
 namespace longctx {
 
@@ -33,35 +35,51 @@ struct SeqLayout {
 // Which tokens sequence-parallel rank `rank` of `sp` holds. T must divide as the deck checks.
 SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag);
 
+// Written once for every backend B (backend/cpu.h): activations are B::Act, the (O, LSE) partials
+// and the dQ/dK/dV accumulators fp32. Its buffers come from the owner's arena (take_buffers).
+template <class B>
 class RingAttention {
  public:
+  using Act = typename B::Act;
   // sp: the sequence-parallel group (nullptr or size 1: a single rank).
-  RingAttention(const Comm* sp, bool zigzag);
-  // Allocates the ring buffers for B sequences of global length T with local heads NH, NKV.
-  void configure(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
-  // q (B,T_loc,NH,HS), k/v (B,T_loc,NKV,HS) -> o (B,T_loc,NH,HS), lse (B,T_loc,NH). Written.
-  void forward(float* o, float* lse, const float* q, const float* k, const float* v);
+  RingAttention(const B& be, const Comm* sp, bool zigzag);
+  // Shapes the ring for `batch` sequences of global length T with local heads NH, NKV (no allocation).
+  void configure(int64_t batch, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
+  // Takes the ring's buffers for the configured shape (both arena passes call it).
+  void take_buffers(Arena& a);
+  // q (B·T_loc, NH·HS), k/v (B·T_loc, NKV·HS) -> o (B·T_loc, NH·HS), lse (B·T_loc, NH). Written.
+  void forward(Tensor<Act> o, Tensor<float> lse, Tensor<const Act> q, Tensor<const Act> k,
+               Tensor<const Act> v);
   // dq, dk, dv are WRITTEN (the gradients through attention of this rank's q, k, v).
-  void backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                const float* k, const float* v, const float* o, const float* lse);
+  void backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, Tensor<const Act> dout,
+                Tensor<const Act> q, Tensor<const Act> k, Tensor<const Act> v, Tensor<const Act> o,
+                Tensor<const float> lse);
   const SeqLayout& layout() const { return mine_; }
 
  private:
   // The local queries against the K/V block of rank `owner` (k, v in local-block layout).
-  void step_forward(int owner, float* o, float* lse, const float* q, const float* k, const float* v);
-  void step_backward(int owner, float* dq, float* dk, float* dv, const float* dout, const float* q,
-                     const float* k, const float* v, const float* lse);
-
+  void step_forward(int owner, Tensor<float> o, Tensor<float> lse, Tensor<const Act> q,
+                    Tensor<const Act> k, Tensor<const Act> v);
+  void step_backward(int owner, Tensor<float> dq, Tensor<float> dk, Tensor<float> dv,
+                     Tensor<const Act> dout, Tensor<const Act> q, Tensor<const Act> k,
+                     Tensor<const Act> v, Tensor<const float> lse);
+  cpu::AttnShape pair_shape(const SeqLayout::Segment& qs, const SeqLayout::Segment& ks) const;
   void progress();  // drives the pending ring transfers between chunk pairs
 
+  const B& be_;
   const Comm* sp_;
   bool zigzag_;
-  Comm::Pending* pending_[2] = {nullptr, nullptr};  // transfers in flight during a step
+  Comm::Handle* pending_[2] = {nullptr, nullptr};  // transfers in flight during a step
   int rank_ = 0, size_ = 1;
-  int64_t B_ = 0, NH_ = 0, NKV_ = 0, HS_ = 0, kv_n_ = 0;  // kv_n_: floats of one of k or v
+  int64_t B_ = 0, NH_ = 0, NKV_ = 0, HS_ = 0, rows_ = 0;  // rows_ = B·T_loc
   SeqLayout mine_;
   std::vector<SeqLayout> owners_;  // layout of every rank's block
-  std::vector<float> kv_[2], part_, send_, recv_, delta_;
+  // kv_: the visiting K then V (2·rows, NKV·HS), double-buffered; part_: this step's dK then dV;
+  // send_/recv_: the accumulated dK/dV travelling with their block; delta_ (rows, NH).
+  Tensor<Act> kv_[2];
+  Tensor<float> part_, send_, recv_, delta_;
+  // Backends whose activations are not fp32 accumulate in these (empty when Act = float).
+  Tensor<float> o32_, dq32_, dkv32_;
 };
 
 }  // namespace longctx

@@ -38,9 +38,9 @@ inline double normal_at(uint64_t key, uint64_t index) {
 
 // A small sequential stream for code that draws many values in order (the data generators).
 // Its whole state is (key, counter), both plain integers.
-struct Stream {
+struct RandomStream {
   uint64_t key, counter = 0;
-  explicit Stream(uint64_t k) : key(k) {}
+  explicit RandomStream(uint64_t k) : key(k) {}
   uint64_t next() { return hash64(key, counter++); }
   // Uniform integer in [0, n), n > 0 (rejection-free multiply-shift; bias < 2^-64 * n).
   uint64_t below(uint64_t n) { return uint64_t((unsigned __int128)next() * n >> 64); }

@@ -1,4 +1,5 @@
-// train.h — the training driver: stages, micro-batches, gradient reduction, AdamW, checkpoints.
+// train.h — the training driver: stages, data, micro-batches, logs, metrics and checkpoint files,
+// around the step engine (engine.h) that holds the buffers and does the step.
 #pragma once
 
 #include <cstdint>
@@ -9,13 +10,11 @@
 #include <mpi.h>
 
 #include "longctx/checkpoint.h"
-#include "longctx/comm.h"
 #include "longctx/config.h"
 #include "longctx/data.h"
-#include "longctx/model.h"
-#include "longctx/optim.h"
+#include "longctx/engine.h"
+#include "longctx/groups.h"
 #include "longctx/params.h"
-#include "longctx/topology.h"
 
 namespace longctx {
 
@@ -53,36 +52,26 @@ class Trainer {
   // returns the step's mean loss. full_gradient()/full_params() assemble the whole model (the
   // single-rank layout) on every rank from the shards.
   double compute_gradient();
-  std::vector<float> full_gradient() const { return gather_full(gshard_); }
-  std::vector<float> full_params() const { return gather_full(master_); }
+  std::vector<float> full_gradient() const { return engine_->full_gradient(); }
+  std::vector<float> full_params() const { return engine_->full_params(); }
 
   const std::vector<StepRecord>& history() const { return history_; }
   const TrainState& state() const { return st_; }
-  const ParamLayout& layout() const { return layout_; }
-  const Topology& topology() const { return topo_; }
+  const ParamLayout& layout() const { return engine_->layout(); }
+  const Grid& grid() const { return groups_->grid(); }
 
  private:
   void start_stage();
-  LossSum accumulate_gradient();  // micro-batches, reductions: normalised gradient in gshard_
+  LossSum accumulate_gradient();  // micro-batches and reductions: normalised gradient in the shard
   StepRecord step();
   void maybe_checkpoint(bool stage_end);
   void log_step(const StepRecord& r);
-  CheckpointIO checkpoint_io();
-  std::vector<float> gather_full(const std::vector<float>& shard) const;
+  void load_start(std::string& from);  // resume, init_from, or fresh weights
 
   Config cfg_;
   TrainOptions opt_;
-  Topology topo_;
-  std::unique_ptr<MpiComm> tp_, sp_, dpsp_, world_;
-  ParamLayout layout_;
-  int64_t shard_lo_ = 0, shard_hi_ = 0, shard_n_ = 0;  // ZeRO-1: [lo, hi) of the flat buffer
-  std::vector<float> params_, grads_;                  // flat, padded to dpsp·shard_n_
-  std::vector<float> master_, m_, v_, gshard_;         // shard_n_ each
-  MPI_Comm kv_group_mpi_ = MPI_COMM_NULL;              // tp ranks holding the same K/V head
-  std::unique_ptr<MpiComm> kv_group_;
-  std::vector<std::pair<int64_t, int64_t>> kv_blocks_;  // (offset, numel) of wk/wv blocks
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<ProcessGroups> groups_;
+  std::unique_ptr<StepEngine> engine_;
   std::unique_ptr<DataSource> data_;
   TrainState st_;
   std::vector<int32_t> sample_, tokens_, targets_;

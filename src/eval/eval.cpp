@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "longctx/backend/cpu.h"
 #include "longctx/checkpoint.h"
 #include "longctx/comm.h"
 #include "longctx/common.h"
@@ -16,7 +17,9 @@
 #include "longctx/model.h"
 #include "longctx/params.h"
 #include "longctx/rng.h"
-#include "longctx/topology.h"
+#include "longctx/comm_mpi.h"
+#include "longctx/groups.h"
+#include "longctx/memory.h"
 #include "longctx/train.h"
 
 namespace fs = std::filesystem;
@@ -61,27 +64,37 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
       if (std::find(lengths.begin(), lengths.end(), s.seq_len) == lengths.end()) lengths.push_back(s.seq_len);
   check_options(cfg, opt, lengths);
 
-  Topology topo = Topology::create(cfg, world);
-  set_threads(cfg, topo.world_size);
-  const MpiComm tp(topo.tp_comm), sp(topo.sp_comm), all(topo.cart);
-  const ParamLayout layout = make_param_layout(cfg.model, topo.tp_rank, topo.tp);
-  // Model takes a gradient buffer too; the forward never touches it.
-  std::vector<float> params(size_t(layout.total)), grads(size_t(layout.total));
+  const ProcessGroups groups(cfg, world);
+  const Grid& grid = groups.grid();
+  set_threads(cfg, grid.world_size);
+  const Cpu be;
+  const ParamLayout layout = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
+  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode == "reduce_scatter",
+                          cfg.parallel.ring == "zigzag"};
+  {  // the memory plan: the weights and the largest length's activations, before allocating
+    Model<Cpu> probe(be, cfg.model, layout, nullptr, nullptr, par);
+    std::vector<size_t> bytes;
+    std::vector<std::string> names;
+    for (int64_t n : lengths) bytes.push_back(probe.arena_bytes(1, n)), names.push_back(fmt::format("length {}", n));
+    check_memory_fits(groups, state_bytes(layout, 1, layout.total, sizeof(Cpu::Param), false), bytes, names, "eval");
+  }
+  std::vector<float> params(size_t(layout.total));
+  Model<Cpu> model(be, cfg.model, layout, params.data(), nullptr, par);  // forward only: no gradients
 
   // Rank 0 picks the file (as train --resume does) and every rank reads its blocks of it.
   std::string path = opt.checkpoint;
-  if (topo.world_rank == 0 && path.empty()) path = latest_checkpoint(cfg.checkpoint.dir);
-  path = broadcast_string(path, topo.cart);
+  if (grid.world_rank == 0 && path.empty()) path = latest_checkpoint(cfg.checkpoint.dir);
+  path = broadcast_string(path, groups.mpi_all());
   CHECK_HINT(!path.empty(), "train first, or name a file with --checkpoint",
              "eval: no checkpoint in {}", cfg.checkpoint.dir);
   CheckpointIO io;
   io.layout = &layout, io.params = params.data();
-  const TrainState st = read_checkpoint(path, cfg, io, /*with_optimizer=*/false, topo.cart);
+  const TrainState st = read_checkpoint(path, cfg, io, /*with_optimizer=*/false, groups.mpi_all());
 
   NeedleReport rep;
   rep.checkpoint = path, rep.global_step = st.global_step;
   rep.rope_theta = opt.rope_theta > 0.0 ? opt.rope_theta : st.rope_theta;
-  if (!opt.quiet && topo.world_rank == 0) {
+  if (!opt.quiet && grid.world_rank == 0) {
     std::string head = fmt::format("{:>9}", "length");
     for (double d : opt.depths) head += fmt::format(" {:>7}", fmt::format("d={:.2g}", d));
     log_info("needle-in-a-haystack: {} (step {}), rope_theta {:g}, {} samples per cell\n"
@@ -89,9 +102,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
              "per key digit; tokens = all tokens right\n{}  | {:>6}  {:>7}  {:>8}  {:>7}",
              path, rep.global_step, rep.rope_theta, opt.samples, head, "all", "digits", "nll", "tokens");
   }
-  Model model(cfg.model, layout, params.data(), grads.data(),
-              ModelParallel{&tp, &sp, cfg.parallel.tp_mode == "reduce_scatter", cfg.parallel.ring == "zigzag"});
-  const bool counts = topo.tp_rank == 0 && topo.sp_rank == 0;  // one rank of each replica tallies
+  const bool counts = grid.tp_rank == 0 && grid.sp_rank == 0;  // one rank of each replica tallies
   const uint64_t seed = hash64(cfg.run.seed, kEvalSalt);
   std::vector<int32_t> sample, tokens, targets;
   std::vector<uint8_t> top1;
@@ -108,7 +119,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
       // whatever else the command line asks for.
       const int64_t cell = int64_t(hash64(uint64_t(n), std::bit_cast<uint64_t>(depth)) >> 1);
       std::vector<double> tally(7, 0.0);  // samples, retrieved, digits, right, nll, tokens, right
-      for (int64_t i = topo.dp_rank; i < opt.samples; i += topo.dp) {
+      for (int64_t i = grid.dp_rank; i < opt.samples; i += grid.dp) {
         const NeedleInfo info = needle_sample(d, seed, cell, i, n + 1, sample.data());
         const int64_t k = int64_t(info.key.size());
         for (int64_t j = 0; j < k; ++j)  // on every rank, before any collective
@@ -125,21 +136,21 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
           if (next >= info.answer_pos && next < info.answer_pos + k) s[0] += top1[t], s[1] += 1, s[2] += loss[t];
           s[3] += top1[t], s[4] += 1;
         }
-        sp.all_reduce_sum(s, 5);  // the answer may straddle sequence-parallel ranks
+        groups.sp().all_reduce_sum(s, 5);  // the answer may straddle sequence-parallel ranks
         CHECK(int64_t(s[1]) == k, "eval: {} answer digits found in a sample, expected {}", s[1], k);
         if (counts) {
           tally[0] += 1, tally[1] += s[0] == double(k), tally[2] += double(k), tally[3] += s[0];
           tally[4] += s[2], tally[5] += s[4], tally[6] += s[3];
         }
       }
-      all.all_reduce_sum(tally.data(), 7);
+      groups.all().all_reduce_sum(tally.data(), 7);
       NeedleCell c;
       c.length = n, c.depth = depth, c.samples = int64_t(tally[0]), c.retrieved = int64_t(tally[1]);
       c.digits = int64_t(tally[2]), c.digits_right = int64_t(tally[3]), c.digit_nll = tally[4];
       c.tokens = int64_t(tally[5]), c.tokens_right = int64_t(tally[6]);
       rep.cells.push_back(c);
     }
-    if (!opt.quiet && topo.world_rank == 0) {
+    if (!opt.quiet && grid.world_rank == 0) {
       std::string line = fmt::format("{:>9}", n);
       NeedleCell sum;
       for (auto c = rep.cells.end() - int64_t(opt.depths.size()); c != rep.cells.end(); ++c) {
@@ -154,7 +165,6 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
                100.0 * double(sum.tokens_right) / double(sum.tokens));
     }
   }
-  topo.free();
   return rep;
 }
 

@@ -66,7 +66,7 @@ constexpr const char* kQuestion = "What is the pass key? The pass key is ";
 std::string question_text(const std::string& key) { return kQuestion + key + "."; }
 
 // Appends the next filler sentence (number i of the stream) to s.
-void add_sentence(bool landmark, int64_t i, Stream& rng, std::string& s) {
+void add_sentence(bool landmark, int64_t i, RandomStream& rng, std::string& s) {
   if (landmark) {
     s += kLandmark[i % 5];
     return;
@@ -97,7 +97,7 @@ NeedleInfo needle_sample(const DataConfig& d, uint64_t seed, int64_t step, int64
         "(BOS, needle, question, EOS); use a longer stage seq_len (at least {})",
         len, d.key_digits, min_len, min_len - 1);
 
-  Stream rng(hash64(seed, uint64_t(step), uint64_t(sample)));
+  RandomStream rng(hash64(seed, uint64_t(step), uint64_t(sample)));
   NeedleInfo info;
   for (int64_t i = 0; i < d.key_digits; ++i)
     info.key += char('0' + (i == 0 ? 1 + rng.below(9) : rng.below(10)));

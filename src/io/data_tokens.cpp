@@ -76,7 +76,7 @@ class TokenSource final : public DataSource {
 
   void sample(int64_t step, int64_t sample, int64_t len, int32_t* out) override {
     CHECK(len >= 1 && len <= n_, "token window of {} tokens, but {} holds {}", len, path_, n_);
-    Stream rng(hash64(seed_, uint64_t(step), uint64_t(sample)));
+    RandomStream rng(hash64(seed_, uint64_t(step), uint64_t(sample)));
     const int64_t start = int64_t(rng.below(uint64_t(n_ - len + 1)));
     const hsize_t off = hsize_t(start), count = hsize_t(len);
     CHECK(H5Sselect_hyperslab(space_, H5S_SELECT_SET, &off, nullptr, &count, nullptr) >= 0,

@@ -1,48 +1,67 @@
-// lm_head.cpp — chunked (vocabulary-parallel) LM head + cross-entropy; see lm_head.h.
-// Per chunk: logits = x W^T; row max reduced (max) over tp; sum of exponentials and the target
-// logit reduced (sum) over tp; loss (and top-1 hits); then the softmax gradient and its two products.
+// lm_head.cpp — chunked (vocabulary-parallel) LM head + cross-entropy over a backend (lm_head.h);
+// instantiated for the CPU backend here.
 #include "longctx/lm_head.h"
 
-#include <cmath>
-#include <vector>
-
+#include "longctx/backend/cpu.h"
 #include "longctx/common.h"
-#include "longctx/ops.h"
 
 namespace longctx {
 
-double lm_head_loss(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
-                    int64_t V_loc, int64_t v0, float* dx, float* dW, float scale, float* logits,
-                    int64_t chunk, int64_t* count, const Comm* tp, const RowStats& out) {
-  CHECK(chunk > 0, "lm_head_loss: chunk must be positive");
-  static thread_local std::vector<float> mx;  // grown once, reused every call
-  static thread_local std::vector<double> stats;
-  mx.resize(size_t(chunk)), stats.resize(size_t(2 * chunk));
-  double loss = 0.0;
-  int64_t cnt = 0;
-  for (int64_t n0 = 0; n0 < N; n0 += chunk) {
-    const int64_t rows = std::min(chunk, N - n0);
-    const int32_t* tg = target + n0;
-    double *sum = stats.data(), *zt = stats.data() + rows;
-    cpu::linear_fwd(logits, x + n0 * C, W, rows, C, V_loc);
-    cpu::xent_row_max(logits, rows, V_loc, mx.data());
-    if (tp) tp->all_reduce_max(mx.data(), rows);
-    cpu::xent_row_sum(logits, rows, V_loc, mx.data(), tg, v0, sum, zt);
-    if (tp) tp->all_reduce_sum(stats.data(), 2 * rows);  // sum and zt are adjacent
-    for (int64_t r = 0; r < rows; ++r) {
-      const double l = tg[r] >= 0 ? double(mx[size_t(r)]) + std::log(sum[r]) - zt[r] : 0.0;
-      if (tg[r] >= 0) loss += l, cnt += 1;
-      if (out.loss) out.loss[n0 + r] = float(l);
-      // The target logit, summed over tp from its one owner, is exact: top-1 iff it is the maximum.
-      if (out.top1) out.top1[n0 + r] = tg[r] >= 0 && zt[r] == double(mx[size_t(r)]);
-    }
-    if (!dx && !dW) continue;
-    cpu::xent_grad(logits, rows, V_loc, mx.data(), sum, tg, v0, scale);
-    if (dx) cpu::linear_bwd(dx + n0 * C, nullptr, logits, nullptr, W, rows, C, V_loc, false);
-    if (dW) cpu::linear_bwd(nullptr, dW, logits, x + n0 * C, nullptr, rows, C, V_loc, false);
+template <class B>
+void LmHead<B>::take_buffers(Arena& a, int64_t chunk, int64_t V_loc) {
+  chunk_ = chunk;
+  logits_ = a.take<float>({chunk, V_loc});
+  mx_ = a.take<float>({chunk});
+  stats_ = a.take<double>({2 * chunk});
+}
+
+template <class B>
+LossSum LmHead<B>::loss(Tensor<const Act> x, Tensor<const Param> W, Tensor<const int32_t> target, int64_t v0,
+                        Tensor<Act> dx, Tensor<float> dW, float scale, const RowStats& out) {
+  CHECK(chunk_ > 0, "LmHead: take_buffers() before loss()");
+  const int64_t N = x.size(0);
+  LossSum total;
+  for (int64_t n0 = 0; n0 < N; n0 += chunk_) {
+    const int64_t rows = std::min(chunk_, N - n0);
+    const Tensor<const int32_t> tg = target.rows(n0, rows);
+    const Tensor<float> z = logits_.rows(0, rows), mx = mx_.rows(0, rows);
+    const Tensor<double> sum = stats_.rows(0, rows), zt = stats_.rows(rows, rows);
+    be_.linear_fwd(z, x.rows(n0, rows), W);
+    be_.xent_row_max(mx, z);
+    if (tp_) tp_->all_reduce_max(mx.data, rows, be_.compute());
+    be_.xent_row_sum(sum, zt, z, mx, tg, v0);
+    if (tp_) tp_->all_reduce_sum(stats_.data, 2 * rows, be_.compute());  // sum and zt are adjacent
+    static_assert(B::kHostMemory, "LmHead: row statistics of a device backend go through a download");
+    const Tensor<float> loss(out.loss ? out.loss + n0 : nullptr, {out.loss ? rows : 0});
+    const Tensor<uint8_t> top1(out.top1 ? out.top1 + n0 : nullptr, {out.top1 ? rows : 0});
+    be_.xent_rows(loss, top1, mx, sum, zt, tg, total.sum, total.count);
+    if (dx.empty() && dW.empty()) continue;
+    be_.xent_grad(z, mx, sum, tg, v0, scale);
+    if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, z, {}, W, false);
+    if (!dW.empty()) be_.linear_bwd({}, dW, z, x.rows(n0, rows), {}, false);
   }
-  if (count) *count = cnt;
-  return loss;
+  return total;
+}
+
+template class LmHead<Cpu>;
+
+double lm_head_loss(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
+                    int64_t V_loc, int64_t v0, float* dx, float* dW, float scale, int64_t chunk,
+                    int64_t* count, const Comm* tp, const RowStats& rows) {
+  CHECK(chunk > 0, "lm_head_loss: chunk must be positive");
+  const Cpu be;
+  LmHead<Cpu> head(be, tp);
+  Arena plan;
+  head.take_buffers(plan, chunk, V_loc);
+  const Cpu::Memory mem = be.alloc(plan.bytes());
+  Arena arena(mem.get(), plan.bytes());
+  head.take_buffers(arena, chunk, V_loc);
+  const LossSum r = head.loss(Tensor<const float>(x, {N, C}), Tensor<const float>(W, {V_loc, C}),
+                              Tensor<const int32_t>(target, {N}), v0,
+                              Tensor<float>(dx, {dx ? N : 0, C}), Tensor<float>(dW, {dW ? V_loc : 0, C}),
+                              scale, rows);
+  if (count) *count = r.count;
+  return r.sum;
 }
 
 }  // namespace longctx

@@ -71,7 +71,7 @@ ParamLayout make_param_layout(const ModelConfig& m, int tp_rank, int tp) {
   ParamLayout l;
   add(l, "embed", {V, C}, false, vocab);
   for (int64_t i = 0; i < m.n_layers; ++i) {
-    std::string p = fmt::format("layers/{:02d}/", i);
+    const std::string p = layer_prefix(i);
     add(l, p + "attn_norm", {C}, true, norm);
     add(l, p + "wq", {NH * HS, C}, false, q_rows);
     add(l, p + "wk", {NKV * HS, C}, false, kv_rows);
@@ -120,18 +120,6 @@ void init_params(const ModelConfig& m, const ParamLayout& layout, uint64_t seed,
   }
 }
 
-ModelView view_of(const ModelConfig& m, const ParamLayout& layout, float* buf) {
-  auto at = [&](const std::string& n) { return buf + layout.find(n).offset; };
-  ModelView v;
-  v.embed = at("embed");
-  for (int64_t i = 0; i < m.n_layers; ++i) {
-    std::string p = fmt::format("layers/{:02d}/", i);
-    v.layers.push_back({at(p + "attn_norm"), at(p + "wq"), at(p + "wk"), at(p + "wv"), at(p + "wo"),
-                        at(p + "mlp_norm"), at(p + "w_gate"), at(p + "w_up"), at(p + "w_down")});
-  }
-  v.norm = at("norm");
-  v.lm_head = m.tie_embeddings ? v.embed : at("lm_head");
-  return v;
-}
+std::string layer_prefix(int64_t l) { return fmt::format("layers/{:02d}/", l); }
 
 }  // namespace longctx

@@ -1,11 +1,13 @@
-// ring_attention.cpp — zigzag / contiguous ring attention over the CPU blockwise kernel.
+// ring_attention.cpp — zigzag / contiguous ring attention over a backend's blockwise attention
+// (ring_attention.h); instantiated for the CPU backend here.
 #include "longctx/ring_attention.h"
 
 #include <algorithm>
-#include <cstring>
+#include <type_traits>
 #include <limits>
 
 #include "longctx/common.h"
+#include "longctx/backend/cpu.h"
 #include "longctx/ops.h"
 
 namespace longctx {
@@ -35,111 +37,148 @@ SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag) {
   return l;
 }
 
-RingAttention::RingAttention(const Comm* sp, bool zigzag) : sp_(sp), zigzag_(zigzag) {
+namespace {
+template <class Act>
+constexpr bool kF32 = std::is_same_v<Act, float>;
+}
+
+template <class B>
+RingAttention<B>::RingAttention(const B& be, const Comm* sp, bool zigzag) : be_(be), sp_(sp), zigzag_(zigzag) {
   if (sp_) rank_ = sp_->rank(), size_ = sp_->size();
 }
 
-void RingAttention::configure(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
-  B_ = B, NH_ = NH, NKV_ = NKV, HS_ = HS;
+template <class B>
+void RingAttention<B>::configure(int64_t Bn, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
+  B_ = Bn, NH_ = NH, NKV_ = NKV, HS_ = HS;
   mine_ = seq_layout(T, rank_, size_, zigzag_);
   owners_.clear();
   for (int r = 0; r < size_; ++r) owners_.push_back(seq_layout(T, r, size_, zigzag_));
-  kv_n_ = B * mine_.T_loc * NKV * HS;
-  delta_.resize(size_t(B * mine_.T_loc * NH));
-  part_.resize(size_t(2 * kv_n_));
-  if (size_ > 1)
-    for (auto* v : {&kv_[0], &kv_[1], &send_, &recv_}) v->resize(size_t(2 * kv_n_));
+  rows_ = Bn * mine_.T_loc;
 }
 
-void RingAttention::progress() {
-  for (Comm::Pending* p : pending_)
+template <class B>
+void RingAttention<B>::take_buffers(Arena& a) {
+  const int64_t kv = NKV_ * HS_, ring = size_ > 1 ? 2 * rows_ : 0;
+  delta_ = a.take<float>({rows_, NH_});
+  part_ = a.take<float>({2 * rows_, kv});
+  for (auto* t : {&kv_[0], &kv_[1]}) *t = a.take<Act>({ring, kv});
+  send_ = a.take<float>({ring, kv}), recv_ = a.take<float>({ring, kv});
+  const int64_t wide = kF32<Act> ? 0 : rows_;
+  o32_ = a.take<float>({wide, NH_ * HS_}), dq32_ = a.take<float>({wide, NH_ * HS_});
+  dkv32_ = a.take<float>({size_ > 1 ? 0 : 2 * wide, kv});
+}
+
+template <class B>
+void RingAttention<B>::progress() {
+  for (Comm::Handle* p : pending_)
     if (p) sp_->progress(*p);
 }
 
-void RingAttention::step_forward(int owner, float* o, float* lse, const float* q, const float* k,
-                                 const float* v) {
+template <class B>
+cpu::AttnShape RingAttention<B>::pair_shape(const SeqLayout::Segment& qs, const SeqLayout::Segment& ks) const {
+  return cpu::AttnShape{1, qs.len, ks.len, NH_, NKV_, HS_, qs.pos0, ks.pos0, true};
+}
+
+template <class B>
+void RingAttention<B>::step_forward(int owner, Tensor<float> o, Tensor<float> lse, Tensor<const Act> q,
+                                    Tensor<const Act> k, Tensor<const Act> v) {
   const int64_t Tl = mine_.T_loc;
   for (int64_t b = 0; b < B_; ++b)
     for (const auto& qs : mine_.segs)
       for (const auto& ks : owners_[size_t(owner)].segs) {
         if (ks.pos0 > qs.pos0 + qs.len - 1) continue;  // every key in this chunk is in the future
-        const cpu::AttnShape s{1, qs.len, ks.len, NH_, NKV_, HS_, qs.pos0, ks.pos0, true};
         const int64_t qr = b * Tl + qs.local0, kr = b * Tl + ks.local0;
-        cpu::attention_fwd(o + qr * NH_ * HS_, lse + qr * NH_, q + qr * NH_ * HS_,
-                           k + kr * NKV_ * HS_, v + kr * NKV_ * HS_, s, /*merge=*/true);
+        be_.attention_fwd(o.rows(qr, qs.len), lse.rows(qr, qs.len), q.rows(qr, qs.len), k.rows(kr, ks.len),
+                          v.rows(kr, ks.len), pair_shape(qs, ks), /*merge=*/true);
         progress();
       }
 }
 
-void RingAttention::forward(float* o, float* lse, const float* q, const float* k, const float* v) {
-  const int64_t rows = B_ * mine_.T_loc;
-  std::fill_n(o, rows * NH_ * HS_, 0.0f);
-  std::fill_n(lse, rows * NH_, -std::numeric_limits<float>::infinity());
+template <class B>
+void RingAttention<B>::forward(Tensor<Act> o, Tensor<float> lse, Tensor<const Act> q, Tensor<const Act> k,
+                               Tensor<const Act> v) {
+  Tensor<float> acc;
+  if constexpr (kF32<Act>) acc = o;
+  else acc = o32_;
+  be_.fill(acc, 0.0f);
+  be_.fill(lse, -std::numeric_limits<float>::infinity());
   if (size_ == 1) {
-    step_forward(0, o, lse, q, k, v);
-    return;
+    step_forward(0, acc, lse, q, k, v);
+  } else {
+    be_.copy(kv_[0].rows(0, rows_), k), be_.copy(kv_[0].rows(rows_, rows_), v);
+    const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
+    for (int i = 0; i < size_; ++i) {
+      const Tensor<Act> cur = kv_[i % 2];
+      Comm::Handle h;
+      if (i + 1 < size_) h = sp_->exchange(cur, kv_[(i + 1) % 2], next, prev, 0, be_.comm());
+      pending_[0] = &h;
+      step_forward((rank_ - i + size_) % size_, acc, lse, q, cur.rows(0, rows_), cur.rows(rows_, rows_));
+      pending_[0] = nullptr;
+      sp_->wait(h);
+    }
   }
-  std::copy_n(k, kv_n_, kv_[0].data());
-  std::copy_n(v, kv_n_, kv_[0].data() + kv_n_);
-  const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
-  for (int i = 0; i < size_; ++i) {
-    float* cur = kv_[i % 2].data();
-    Comm::Pending p;
-    if (i + 1 < size_) sp_->exchange(cur, kv_[(i + 1) % 2].data(), 2 * kv_n_, next, prev, 1, p);
-    pending_[0] = &p;
-    step_forward((rank_ - i + size_) % size_, o, lse, q, cur, cur + kv_n_);
-    pending_[0] = nullptr;
-    sp_->wait(p);
-  }
+  if constexpr (!kF32<Act>) be_.cast(o, Tensor<const float>(acc));
 }
 
-void RingAttention::step_backward(int owner, float* dq, float* dk, float* dv, const float* dout,
-                                  const float* q, const float* k, const float* v, const float* lse) {
+template <class B>
+void RingAttention<B>::step_backward(int owner, Tensor<float> dq, Tensor<float> dk, Tensor<float> dv,
+                                     Tensor<const Act> dout, Tensor<const Act> q, Tensor<const Act> k,
+                                     Tensor<const Act> v, Tensor<const float> lse) {
   const int64_t Tl = mine_.T_loc;
   for (int64_t b = 0; b < B_; ++b)
     for (const auto& qs : mine_.segs)
       for (const auto& ks : owners_[size_t(owner)].segs) {
         if (ks.pos0 > qs.pos0 + qs.len - 1) continue;
-        const cpu::AttnShape s{1, qs.len, ks.len, NH_, NKV_, HS_, qs.pos0, ks.pos0, true};
         const int64_t qr = b * Tl + qs.local0, kr = b * Tl + ks.local0;
-        cpu::attention_bwd(dq + qr * NH_ * HS_, dk + kr * NKV_ * HS_, dv + kr * NKV_ * HS_,
-                           dout + qr * NH_ * HS_, q + qr * NH_ * HS_, k + kr * NKV_ * HS_,
-                           v + kr * NKV_ * HS_, lse + qr * NH_, delta_.data() + qr * NH_, s);
+        be_.attention_bwd(dq.rows(qr, qs.len), dk.rows(kr, ks.len), dv.rows(kr, ks.len), dout.rows(qr, qs.len),
+                          q.rows(qr, qs.len), k.rows(kr, ks.len), v.rows(kr, ks.len), lse.rows(qr, qs.len),
+                          Tensor<const float>(delta_).rows(qr, qs.len), pair_shape(qs, ks));
         progress();
       }
 }
 
-void RingAttention::backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                             const float* k, const float* v, const float* o, const float* lse) {
+template <class B>
+void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, Tensor<const Act> dout,
+                                Tensor<const Act> q, Tensor<const Act> k, Tensor<const Act> v,
+                                Tensor<const Act> o, Tensor<const float> lse) {
   const int64_t Tl = mine_.T_loc;
-  cpu::attention_delta(delta_.data(), o, dout, cpu::AttnShape{B_, Tl, Tl, NH_, NKV_, HS_});
-  std::fill_n(dq, B_ * Tl * NH_ * HS_, 0.0f);
+  be_.attention_delta(delta_, o, dout, cpu::AttnShape{B_, Tl, Tl, NH_, NKV_, HS_});
+  Tensor<float> dq_acc, dk_acc, dv_acc;  // fp32 accumulators: the outputs themselves when Act = float
+  if constexpr (kF32<Act>) dq_acc = dq, dk_acc = dk, dv_acc = dv;
+  else dq_acc = dq32_, dk_acc = dkv32_.rows(0, rows_), dv_acc = dkv32_.rows(rows_, rows_);
+  be_.fill(dq_acc, 0.0f);
   if (size_ == 1) {
-    std::fill_n(dk, kv_n_, 0.0f), std::fill_n(dv, kv_n_, 0.0f);
-    step_backward(0, dq, dk, dv, dout, q, k, v, lse);
-    return;
+    be_.fill(dk_acc, 0.0f), be_.fill(dv_acc, 0.0f);
+    step_backward(0, dq_acc, dk_acc, dv_acc, dout, q, k, v, lse);
+  } else {
+    be_.copy(kv_[0].rows(0, rows_), k), be_.copy(kv_[0].rows(rows_, rows_), v);
+    const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
+    Comm::Handle dkv;  // the accumulated dK/dV travelling one step behind its K/V block
+    for (int i = 0; i < size_; ++i) {
+      const Tensor<Act> cur = kv_[i % 2];
+      Comm::Handle h;
+      if (i + 1 < size_) h = sp_->exchange(cur, kv_[(i + 1) % 2], next, prev, 0, be_.comm());
+      be_.fill(part_, 0.0f);
+      pending_[0] = &h, pending_[1] = &dkv;
+      step_backward((rank_ - i + size_) % size_, dq_acc, part_.rows(0, rows_), part_.rows(rows_, rows_), dout,
+                    q, cur.rows(0, rows_), cur.rows(rows_, rows_), lse);
+      pending_[0] = pending_[1] = nullptr;
+      sp_->wait(dkv);  // recv_ = what earlier visitors accumulated for this block (none at i = 0)
+      if (i == 0) be_.fill(send_, 0.0f);  // 0 + part, as every later step adds to what arrived
+      be_.add(send_, i ? recv_ : send_, part_);
+      dkv = sp_->exchange(send_, recv_, next, prev, 1, be_.comm());
+      sp_->wait(h);
+    }
+    sp_->wait(dkv);  // after sp steps every block's dK/dV is back with its owner
+    dk_acc = recv_.rows(0, rows_), dv_acc = recv_.rows(rows_, rows_);
   }
-  std::copy_n(k, kv_n_, kv_[0].data());
-  std::copy_n(v, kv_n_, kv_[0].data() + kv_n_);
-  const int next = (rank_ + 1) % size_, prev = (rank_ + size_ - 1) % size_;
-  Comm::Pending dkv;  // the accumulated dK/dV travelling one step behind its K/V block
-  for (int i = 0; i < size_; ++i) {
-    float* cur = kv_[i % 2].data();
-    Comm::Pending p;
-    if (i + 1 < size_) sp_->exchange(cur, kv_[(i + 1) % 2].data(), 2 * kv_n_, next, prev, 1, p);
-    std::fill(part_.begin(), part_.end(), 0.0f);
-    pending_[0] = &p, pending_[1] = &dkv;
-    step_backward((rank_ - i + size_) % size_, dq, part_.data(), part_.data() + kv_n_, dout, q, cur,
-                  cur + kv_n_, lse);
-    pending_[0] = pending_[1] = nullptr;
-    sp_->wait(dkv);  // recv_ = what earlier visitors accumulated for this block (none at i = 0)
-    for (int64_t j = 0; j < 2 * kv_n_; ++j) send_[size_t(j)] = (i ? recv_[size_t(j)] : 0.0f) + part_[size_t(j)];
-    sp_->exchange(send_.data(), recv_.data(), 2 * kv_n_, next, prev, 2, dkv);
-    sp_->wait(p);
+  for (auto [out, acc] : {std::pair{dk, dk_acc}, std::pair{dv, dv_acc}}) {
+    if constexpr (kF32<Act>) be_.copy(out, Tensor<const float>(acc));
+    else be_.cast(out, Tensor<const float>(acc));
   }
-  sp_->wait(dkv);  // after sp steps every block's dK/dV is back with its owner
-  std::copy_n(recv_.data(), kv_n_, dk);
-  std::copy_n(recv_.data() + kv_n_, kv_n_, dv);
+  if constexpr (!kF32<Act>) be_.cast(dq, Tensor<const float>(dq_acc));
 }
+
+template class RingAttention<Cpu>;
 
 }  // namespace longctx

@@ -7,9 +7,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
-#include "longctx/comm.h"
+#include "longctx/comm_mpi.h"
 #include "longctx/common.h"
 
 namespace longctx {
@@ -23,6 +24,28 @@ void mpi_check(int rc, const char* what) {
   MPI_Error_string(rc, msg, &len);
   FAIL_ERROR("{} failed: {}", what, std::string(msg, size_t(len)));
 }
+
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::kF32: return MPI_FLOAT;
+    case DType::kF64: return MPI_DOUBLE;
+    case DType::kBF16: return MPI_UINT16_T;  // moved as bits, never reduced (see comm_mpi.h)
+    case DType::kI32: return MPI_INT32_T;
+    case DType::kU8: return MPI_UINT8_T;
+  }
+  FAIL_ERROR("MpiComm: unknown dtype {}", int(t));
+}
+
+MPI_Datatype reducible(DType t) {
+  CHECK_HINT(t == DType::kF32 || t == DType::kF64, "reduce in fp32 or f64",
+             "MpiComm: {} reductions are not supported", dtype_name(t));
+  return mpi_type(t);
+}
+
+const char* at(const void* p, int64_t i, DType t) {
+  return static_cast<const char*>(p) + size_t(i) * dtype_size(t);
+}
+char* at(void* p, int64_t i, DType t) { return static_cast<char*>(p) + size_t(i) * dtype_size(t); }
 }  // namespace
 
 MpiComm::MpiComm(MPI_Comm c, int64_t piece) : comm_(c), piece_(piece) {
@@ -31,79 +54,82 @@ MpiComm::MpiComm(MPI_Comm c, int64_t piece) : comm_(c), piece_(piece) {
   MPI_Comm_size(c, &size_);
 }
 
-void MpiComm::all_reduce_sum(float* x, int64_t n) const {
+void MpiComm::do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream) const {
+  const MPI_Datatype mt = reducible(t);  // refused alike on every group size
   if (size_ == 1) return;
   for (int64_t i = 0; i < n; i += piece_)
-    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(piece_, n - i)), MPI_FLOAT, MPI_SUM, comm_),
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, at(x, i, t), int(std::min(piece_, n - i)), mt,
+                            op == ReduceOp::kSum ? MPI_SUM : MPI_MAX, comm_),
               "MPI_Allreduce");
 }
 
-void MpiComm::all_reduce_sum(double* x, int64_t n) const {
-  if (size_ == 1) return;
-  for (int64_t i = 0; i < n; i += piece_)
-    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(piece_, n - i)), MPI_DOUBLE, MPI_SUM, comm_),
-              "MPI_Allreduce");
-}
-
-void MpiComm::all_reduce_max(float* x, int64_t n) const {
-  if (size_ == 1) return;
-  for (int64_t i = 0; i < n; i += piece_)
-    mpi_check(MPI_Allreduce(MPI_IN_PLACE, x + i, int(std::min(piece_, n - i)), MPI_FLOAT, MPI_MAX, comm_),
-              "MPI_Allreduce");
-}
-
-void MpiComm::reduce_scatter_sum(const float* in, float* out, int64_t n) const {
+void MpiComm::do_reduce_scatter(const void* in, void* out, int64_t n, DType t, Stream) const {
+  const MPI_Datatype mt = reducible(t);
   if (size_ == 1) {
-    std::copy_n(in, n, out);
+    if (out != in) std::memcpy(out, in, size_t(n) * dtype_size(t));
     return;
   }
   if (n <= piece_) {
-    mpi_check(MPI_Reduce_scatter_block(in, out, int(n), MPI_FLOAT, MPI_SUM, comm_),
-              "MPI_Reduce_scatter_block");
+    mpi_check(MPI_Reduce_scatter_block(in, out, int(n), mt, MPI_SUM, comm_), "MPI_Reduce_scatter_block");
     return;
   }
   for (int r = 0; r < size_; ++r)  // block r, piece by piece, summed onto rank r
     for (int64_t i = 0; i < n; i += piece_)
-      mpi_check(MPI_Reduce(in + r * n + i, rank_ == r ? out + i : nullptr, int(std::min(piece_, n - i)),
-                           MPI_FLOAT, MPI_SUM, r, comm_),
+      mpi_check(MPI_Reduce(at(in, r * n + i, t), rank_ == r ? at(out, i, t) : nullptr,
+                           int(std::min(piece_, n - i)), mt, MPI_SUM, r, comm_),
                 "MPI_Reduce");
 }
 
-void MpiComm::all_gather(const float* in, float* out, int64_t n) const {
+void MpiComm::do_all_gather(const void* in, void* out, int64_t n, DType t, Stream) const {
+  const size_t block = size_t(n) * dtype_size(t);
   if (size_ == 1) {
-    if (out != in) std::copy_n(in, n, out);
+    if (out != in) std::memcpy(out, in, block);
     return;
   }
+  const MPI_Datatype mt = mpi_type(t);
   if (n <= piece_) {
-    mpi_check(MPI_Allgather(in, int(n), MPI_FLOAT, out, int(n), MPI_FLOAT, comm_), "MPI_Allgather");
+    mpi_check(MPI_Allgather(in, int(n), mt, out, int(n), mt, comm_), "MPI_Allgather");
     return;
   }
-  if (out + rank_ * n != in) std::copy_n(in, n, out + rank_ * n);
+  if (at(out, rank_ * n, t) != in) std::memcpy(at(out, rank_ * n, t), in, block);
   for (int r = 0; r < size_; ++r)  // block r, piece by piece, from rank r
     for (int64_t i = 0; i < n; i += piece_)
-      mpi_check(MPI_Bcast(out + r * n + i, int(std::min(piece_, n - i)), MPI_FLOAT, r, comm_), "MPI_Bcast");
+      mpi_check(MPI_Bcast(at(out, r * n + i, t), int(std::min(piece_, n - i)), mt, r, comm_), "MPI_Bcast");
 }
 
-void MpiComm::exchange(const float* send, float* recv, int64_t n, int to, int from, int tag,
-                       Pending& p) const {
-  CHECK(p.count == 0, "Comm::exchange: the previous exchange on this Pending was not waited for");
-  CHECK(n <= 8 * piece_, "ring exchange of {} floats: over the {} that 16 requests carry", n, 8 * piece_);
+Comm::Handle MpiComm::do_exchange(const void* send, void* recv, int64_t n, DType t, int to, int from,
+                                  int channel, Stream) const {
+  CHECK(n <= 8 * piece_, "ring exchange of {} elements: over the {} that 16 requests carry", n, 8 * piece_);
+  CHECK(channel >= 0 && channel < 8, "Comm::exchange: channel {} is outside 0..7", channel);
+  size_t id = 0;
+  while (id < slots_.size() && slots_[id].busy) ++id;
+  if (id == slots_.size()) slots_.emplace_back();
+  Slot& sl = slots_[id];
+  sl.busy = true, sl.count = 0;
+  const MPI_Datatype mt = mpi_type(t);
   for (int64_t i = 0; i < n; i += piece_) {
     const int cnt = int(std::min(piece_, n - i));
-    mpi_check(MPI_Irecv(recv + i, cnt, MPI_FLOAT, from, tag, comm_, &p.req[p.count++]), "MPI_Irecv");
-    mpi_check(MPI_Isend(send + i, cnt, MPI_FLOAT, to, tag, comm_, &p.req[p.count++]), "MPI_Isend");
+    mpi_check(MPI_Irecv(at(recv, i, t), cnt, mt, from, 1 + channel, comm_, &sl.req[size_t(sl.count++)]),
+              "MPI_Irecv");
+    mpi_check(MPI_Isend(at(send, i, t), cnt, mt, to, 1 + channel, comm_, &sl.req[size_t(sl.count++)]),
+              "MPI_Isend");
   }
+  return Handle{int(id)};
 }
 
-void MpiComm::progress(Pending& p) const {
+void MpiComm::do_progress(Handle& h) const {
+  if (!h.active()) return;
+  Slot& sl = slots_[size_t(h.id)];
   int done = 0;
-  if (p.count) mpi_check(MPI_Testall(p.count, p.req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
-  if (done) p.count = 0;
+  if (sl.count) mpi_check(MPI_Testall(sl.count, sl.req.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+  if (done || !sl.count) sl.busy = false, sl.count = 0, h.id = -1;
 }
 
-void MpiComm::wait(Pending& p) const {
-  if (p.count) mpi_check(MPI_Waitall(p.count, p.req, MPI_STATUSES_IGNORE), "MPI_Waitall");
-  p.count = 0;
+void MpiComm::do_wait(Handle& h) const {
+  if (!h.active()) return;
+  Slot& sl = slots_[size_t(h.id)];
+  if (sl.count) mpi_check(MPI_Waitall(sl.count, sl.req.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  sl.busy = false, sl.count = 0, h.id = -1;
 }
 
 }  // namespace longctx

@@ -1,6 +1,4 @@
-// train_io.cpp — the trainer's checkpoints and run outputs: what each rank contributes to a
-// checkpoint (its tensor blocks, its ZeRO-1 shard), periodic saves and pruning, --fresh, and the
-// assembly of whole-model vectors from shards (tests compare layouts with it).
+// train_io.cpp — the trainer's checkpoints and run outputs: periodic saves and pruning, --fresh.
 #include <algorithm>
 #include <filesystem>
 
@@ -12,18 +10,8 @@ namespace fs = std::filesystem;
 
 namespace longctx {
 
-CheckpointIO Trainer::checkpoint_io() {
-  CheckpointIO io;
-  io.layout = &layout_;
-  io.params = params_.data();
-  io.owns_params = dpsp_->rank() == 0;  // one replica of each tensor block writes /model
-  io.shard_lo = shard_lo_, io.shard_hi = shard_hi_;
-  io.master = master_.data(), io.m = m_.data(), io.v = v_.data();
-  return io;
-}
-
 void Trainer::save(const std::string& path) {
-  write_checkpoint(path, cfg_, checkpoint_io(), st_, topo_.cart);
+  write_checkpoint(path, cfg_, engine_->checkpoint_io(), st_, groups_->mpi_all());
 }
 
 void Trainer::maybe_checkpoint(bool stage_end) {
@@ -32,28 +20,10 @@ void Trainer::maybe_checkpoint(bool stage_end) {
   const std::string path = checkpoint_path(cfg_.checkpoint.dir, st_.global_step);
   const double t0 = MPI_Wtime();
   save(path);
-  if (topo_.world_rank == 0) {
+  if (groups_->grid().world_rank == 0) {
     if (!opt_.quiet) log_info("checkpoint {} ({:.2f} s)", path, MPI_Wtime() - t0);
     if (cfg_.checkpoint.keep > 0) prune_checkpoints(cfg_);
   }
-}
-
-std::vector<float> Trainer::gather_full(const std::vector<float>& shard) const {
-  const ParamLayout full = make_param_layout(cfg_.model);
-  std::vector<float> out(size_t(full.total), 0.0f);
-  for (const auto& t : layout_.tensors) {
-    if (t.replica) continue;  // its owner contributes the block
-    const ParamTensor& f = full.find(t.name);
-    const int64_t b = std::max(shard_lo_, t.offset), e = std::min(shard_hi_, t.offset + t.numel);
-    const int64_t cols = t.count.size() == 2 ? t.count[1] : t.numel;
-    for (int64_t i = b; i < e; ++i) {
-      const int64_t li = i - t.offset, r = li / cols, c = li % cols;
-      const int64_t fi = t.shape.size() == 2 ? (t.start[0] + r) * t.shape[1] + t.start[1] + c : t.start[0] + li;
-      out[size_t(f.offset + fi)] = shard[size_t(i - shard_lo_)];
-    }
-  }
-  world_->all_reduce_sum(out.data(), full.total);
-  return out;
 }
 
 void prune_checkpoints(const Config& cfg) {

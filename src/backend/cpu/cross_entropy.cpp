@@ -32,6 +32,20 @@ void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, cons
   }
 }
 
+void xent_rows(const float* mx, const double* sum, const double* zt, const int32_t* target,
+               int64_t rows, float* loss, uint8_t* top1, double* loss_sum, int64_t* count) {
+  double total = *loss_sum;
+  int64_t cnt = *count;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double l = target[r] >= 0 ? double(mx[r]) + std::log(sum[r]) - zt[r] : 0.0;
+    if (target[r] >= 0) total += l, cnt += 1;
+    if (loss) loss[r] = float(l);
+    // The target logit, summed over tp from its one owner, is exact: top-1 iff it is the maximum.
+    if (top1) top1[r] = target[r] >= 0 && zt[r] == double(mx[r]);
+  }
+  *loss_sum = total, *count = cnt;
+}
+
 void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
                const int32_t* target, int64_t v0, float scale) {
 #pragma omp parallel for schedule(static)

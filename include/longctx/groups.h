@@ -1,0 +1,56 @@
+// groups.h — the process grid and EVERY process group of a run, built in one place.
+//
+// The grid is MPI_Cart_create over dims {dp, sp, tp}, tp varying fastest (a tensor-parallel group
+// stays on one node). From it: the tp and sp axes, dp×sp (ranks sharing parameters: gradient
+// reduction and the ZeRO-1 shards), the whole grid, and — when tp > n_kv_heads — the groups of tp
+// ranks holding the same replicated K/V head; and the ranks of each node (memory plan; the GPU of
+// a rank is its node-local rank in issue 8). Training and evaluation use the same groups. Each is
+// a Comm (comm.h); the MPI communicators behind them are owned and freed here. The CUDA backend adds
+// its NCCL communicators here too (issue 8).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <mpi.h>
+
+#include "longctx/comm.h"
+#include "longctx/config.h"
+
+namespace longctx {
+
+// Where this rank sits in the grid.
+struct Grid {
+  int world_rank = 0, world_size = 1;
+  int dp = 1, sp = 1, tp = 1;  // extents
+  int dp_rank = 0, sp_rank = 0, tp_rank = 0;
+  std::string describe() const;  // "process grid dp×sp×tp = 1×2×2 (4 ranks)"
+};
+
+class ProcessGroups {
+ public:
+  // Checks the layout against the world and the model (every factor named on failure) and builds
+  // the groups. Collective over `world`.
+  ProcessGroups(const Config& cfg, MPI_Comm world);
+  ~ProcessGroups();
+  ProcessGroups(const ProcessGroups&) = delete;
+  ProcessGroups& operator=(const ProcessGroups&) = delete;
+
+  const Grid& grid() const { return grid_; }
+  const Comm& all() const { return *all_; }    // the whole grid
+  const Comm& tp() const { return *tp_; }
+  const Comm& sp() const { return *sp_; }      // the ring (periodic along sp)
+  const Comm& dpsp() const { return *dpsp_; }  // gradient reduction, ZeRO-1
+  const Comm* kv_replicas() const { return kv_.get(); }  // null unless tp > n_kv_heads
+  const Comm& node() const { return *node_; }  // the ranks of this node (shared memory)
+  // The grid as an MPI communicator, for host-side I/O (HDF5, broadcasts of file names).
+  MPI_Comm mpi_all() const { return cart_; }
+
+ private:
+  Grid grid_;
+  MPI_Comm cart_ = MPI_COMM_NULL, tp_mpi_ = MPI_COMM_NULL, sp_mpi_ = MPI_COMM_NULL;
+  MPI_Comm dpsp_mpi_ = MPI_COMM_NULL, kv_mpi_ = MPI_COMM_NULL, node_mpi_ = MPI_COMM_NULL;
+  std::unique_ptr<Comm> all_, tp_, sp_, dpsp_, kv_, node_;
+};
+
+}  // namespace longctx

@@ -1,0 +1,195 @@
+// backend.cpp — the CPU backend (backend/cpu.h): shape checks on the typed views, then the
+// frozen fp32 reference ops of ops.h. Nothing here computes anything the reference does not.
+#include "longctx/backend/cpu.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "longctx/arena.h"
+#include "longctx/common.h"
+
+namespace longctx {
+
+namespace {
+
+// A view of `rows` × `cols` elements (any ndim whose leading dim is rows).
+template <class T>
+void expect(const Tensor<T>& t, int64_t rows, int64_t cols, const char* op, const char* name) {
+  CHECK(t.numel() == rows * cols && (t.ndim < 2 || t.size(0) == rows),
+        "cpu::{}: {} has shape ({}) with {} elements, expected {} × {}", op, name, t.size(0), t.numel(),
+        rows, cols);
+}
+
+int64_t cols_of(const Tensor<const float>& t) { return t.ndim >= 2 ? t.row_size() : t.numel(); }
+
+}  // namespace
+
+Cpu::Memory Cpu::alloc(size_t bytes) const {
+  if (bytes == 0) return Memory(nullptr);
+  const size_t n = Arena::round_up(bytes);
+  void* p = std::aligned_alloc(Arena::kAlign, n);
+  CHECK_HINT(p, "the memory plan printed at the stage start says what needs it",
+             "cpu: cannot allocate {:.1f} MiB", double(n) / (1 << 20));
+  std::memset(p, 0, n);
+  return Memory(p);
+}
+
+template <class T>
+void Cpu::fill(Tensor<T> x, T value) const {
+  std::fill_n(x.data, x.numel(), value);
+}
+template <class T>
+void Cpu::copy(Tensor<T> dst, Tensor<const T> src) const {
+  CHECK(dst.numel() == src.numel(), "cpu::copy: {} elements into {}", src.numel(), dst.numel());
+  if (dst.data != src.data) std::copy_n(src.data, src.numel(), dst.data);
+}
+template void Cpu::fill(Tensor<float>, float) const;
+template void Cpu::copy(Tensor<float>, Tensor<const float>) const;
+
+void Cpu::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const {
+  CHECK(out.numel() == a.numel() && a.numel() == b.numel(), "cpu::add: {} = {} + {} elements",
+        out.numel(), a.numel(), b.numel());
+  cpu::add(out.data, a.data, b.data, out.numel());
+}
+void Cpu::scale(Tensor<float> x, float s) const { cpu::scale(x.data, s, x.numel()); }
+double Cpu::sum_squares(Tensor<const float> x) const { return cpu::sum_squares(x.data, x.numel()); }
+
+void Cpu::linear_fwd(Tensor<float> out, Tensor<const float> in, Tensor<const float> W) const {
+  const int64_t N = in.size(0), I = cols_of(in), O = W.size(0);
+  expect(W, O, I, "linear_fwd", "W");
+  expect(out, N, O, "linear_fwd", "out");
+  cpu::linear_fwd(out.data, in.data, W.data, N, I, O);
+}
+
+void Cpu::linear_bwd(Tensor<float> din, Tensor<float> dW, Tensor<const float> dout, Tensor<const float> in,
+                     Tensor<const float> W, bool accumulate_din) const {
+  const int64_t N = dout.size(0), O = cols_of(dout);
+  const int64_t I = !W.empty() ? W.numel() / O : cols_of(in);
+  if (!din.empty()) expect(din, N, I, "linear_bwd", "din");
+  if (!dW.empty()) expect(dW, O, I, "linear_bwd", "dW"), expect(in, N, I, "linear_bwd", "in");
+  cpu::linear_bwd(din.empty() ? nullptr : din.data, dW.empty() ? nullptr : dW.data, dout.data,
+                  in.data, W.data, N, I, O, accumulate_din);
+}
+
+void Cpu::rmsnorm_fwd(Tensor<float> out, Tensor<float> rstd, Tensor<const float> in, Tensor<const float> w,
+                      float eps) const {
+  const int64_t N = in.size(0), C = w.numel();
+  expect(in, N, C, "rmsnorm_fwd", "in"), expect(out, N, C, "rmsnorm_fwd", "out");
+  expect(rstd, N, 1, "rmsnorm_fwd", "rstd");
+  cpu::rmsnorm_fwd(out.data, rstd.data, in.data, w.data, N, C, eps);
+}
+
+void Cpu::rmsnorm_bwd(Tensor<float> din, Tensor<float> dw, Tensor<const float> dout, Tensor<const float> in,
+                      Tensor<const float> w, Tensor<const float> rstd) const {
+  const int64_t N = in.size(0), C = w.numel();
+  expect(dout, N, C, "rmsnorm_bwd", "dout"), expect(din, N, C, "rmsnorm_bwd", "din");
+  expect(dw, C, 1, "rmsnorm_bwd", "dw"), expect(rstd, N, 1, "rmsnorm_bwd", "rstd");
+  cpu::rmsnorm_bwd(din.data, dw.data, dout.data, in.data, w.data, rstd.data, N, C);
+}
+
+void Cpu::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const int64_t> pos,
+                     double theta) const {
+  const int64_t T = int64_t(pos.size()), half = cos_t.row_size();
+  expect(cos_t, T, half, "rope_table", "cos"), expect(sin_t, T, half, "rope_table", "sin");
+  cpu::rope_table(cos_t.data, sin_t.data, pos.data(), T, 2 * half, theta);
+}
+
+void Cpu::rope_apply(Tensor<float> x, Tensor<const float> cos_t, Tensor<const float> sin_t, int sign) const {
+  CHECK(x.ndim == 4, "cpu::rope_apply: x must be (B, T, H, HS)");
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), HS = x.size(3);
+  expect(cos_t, T, HS / 2, "rope_apply", "cos"), expect(sin_t, T, HS / 2, "rope_apply", "sin");
+  cpu::rope_apply(x.data, cos_t.data, sin_t.data, B, T, H, HS, sign);
+}
+
+void Cpu::swiglu_fwd(Tensor<float> out, Tensor<const float> gate, Tensor<const float> up) const {
+  CHECK(out.numel() == gate.numel() && gate.numel() == up.numel(), "cpu::swiglu_fwd: sizes differ");
+  cpu::swiglu_fwd(out.data, gate.data, up.data, out.numel());
+}
+
+void Cpu::swiglu_bwd(Tensor<float> dgate, Tensor<float> dup, Tensor<const float> dout, Tensor<const float> gate,
+                     Tensor<const float> up) const {
+  const int64_t n = dout.numel();
+  CHECK(dgate.numel() == n && dup.numel() == n && gate.numel() == n && up.numel() == n,
+        "cpu::swiglu_bwd: sizes differ");
+  cpu::swiglu_bwd(dgate.data, dup.data, dout.data, gate.data, up.data, n);
+}
+
+void Cpu::embedding_fwd(Tensor<float> out, Tensor<const int32_t> tok, Tensor<const float> table,
+                        int64_t v0) const {
+  const int64_t N = tok.numel(), V = table.size(0), C = table.row_size();
+  expect(out, N, C, "embedding_fwd", "out");
+  cpu::embedding_fwd(out.data, tok.data, table.data, N, C, v0, V);
+}
+
+void Cpu::embedding_bwd(Tensor<float> dtable, Tensor<const float> dout, Tensor<const int32_t> tok,
+                        int64_t v0) const {
+  const int64_t N = tok.numel(), V = dtable.size(0), C = dtable.row_size();
+  expect(dout, N, C, "embedding_bwd", "dout");
+  cpu::embedding_bwd(dtable.data, dout.data, tok.data, N, C, v0, V);
+}
+
+void Cpu::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const float> q, Tensor<const float> k,
+                        Tensor<const float> v, const cpu::AttnShape& s, bool merge) const {
+  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
+  expect(q, rows, s.NH * s.HS, "attention_fwd", "q"), expect(o, rows, s.NH * s.HS, "attention_fwd", "o");
+  expect(k, keys, s.NKV * s.HS, "attention_fwd", "k"), expect(v, keys, s.NKV * s.HS, "attention_fwd", "v");
+  expect(lse, rows, s.NH, "attention_fwd", "lse");
+  cpu::attention_fwd(o.data, lse.data, q.data, k.data, v.data, s, merge);
+}
+
+void Cpu::attention_delta(Tensor<float> delta, Tensor<const float> o, Tensor<const float> dout,
+                          const cpu::AttnShape& s) const {
+  const int64_t rows = s.B * s.Tq;
+  expect(delta, rows, s.NH, "attention_delta", "delta");
+  expect(o, rows, s.NH * s.HS, "attention_delta", "o"), expect(dout, rows, s.NH * s.HS, "attention_delta", "dout");
+  cpu::attention_delta(delta.data, o.data, dout.data, s);
+}
+
+void Cpu::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const float> dout,
+                        Tensor<const float> q, Tensor<const float> k, Tensor<const float> v,
+                        Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
+  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
+  expect(dq, rows, s.NH * s.HS, "attention_bwd", "dq"), expect(dout, rows, s.NH * s.HS, "attention_bwd", "dout");
+  expect(dk, keys, s.NKV * s.HS, "attention_bwd", "dk"), expect(dv, keys, s.NKV * s.HS, "attention_bwd", "dv");
+  expect(lse, rows, s.NH, "attention_bwd", "lse"), expect(delta, rows, s.NH, "attention_bwd", "delta");
+  cpu::attention_bwd(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, lse.data, delta.data, s);
+}
+
+void Cpu::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
+  expect(mx, z.size(0), 1, "xent_row_max", "mx");
+  cpu::xent_row_max(z.data, z.size(0), z.row_size(), mx.data);
+}
+
+void Cpu::xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float> z, Tensor<const float> mx,
+                       Tensor<const int32_t> target, int64_t v0) const {
+  const int64_t rows = z.size(0);
+  CHECK(sum.numel() == rows && zt.numel() == rows && mx.numel() == rows && target.numel() == rows,
+        "cpu::xent_row_sum: row counts differ");
+  cpu::xent_row_sum(z.data, rows, z.row_size(), mx.data, target.data, v0, sum.data, zt.data);
+}
+
+void Cpu::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float> mx, Tensor<const double> sum,
+                    Tensor<const double> zt, Tensor<const int32_t> target, double& loss_sum, int64_t& count) const {
+  const int64_t rows = target.numel();
+  CHECK(mx.numel() == rows && sum.numel() == rows && zt.numel() == rows &&
+            (loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
+        "cpu::xent_rows: row counts differ");
+  cpu::xent_rows(mx.data, sum.data, zt.data, target.data, rows, loss.empty() ? nullptr : loss.data,
+                 top1.empty() ? nullptr : top1.data, &loss_sum, &count);
+}
+
+void Cpu::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
+                    Tensor<const int32_t> target, int64_t v0, float scale) const {
+  const int64_t rows = z.size(0);
+  CHECK(mx.numel() == rows && sum.numel() == rows && target.numel() == rows, "cpu::xent_grad: row counts differ");
+  cpu::xent_grad(z.data, rows, z.row_size(), mx.data, sum.data, target.data, v0, scale);
+}
+
+void Cpu::adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int64_t t) const {
+  const int64_t n = p.numel();
+  CHECK(g.numel() == n && m.numel() == n && v.numel() == n, "cpu::adamw: sizes differ");
+  cpu::adamw_update(p.data, g.data, m.data, v.data, n, lr, beta1, beta2, eps, weight_decay, t);
+}
+
+}  // namespace longctx

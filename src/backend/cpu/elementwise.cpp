@@ -1,0 +1,24 @@
+// elementwise.cpp — the small vector ops between the model's big ones (fp32, host).
+//   add: out = a + b (the residual stream); scale: x *= s (gradient normalisation, clipping);
+//   sum_squares: sum of x² in double, in index order (the same bits on every run and thread count).
+#include "longctx/ops.h"
+
+namespace longctx::cpu {
+
+void add(float* out, const float* a, const float* b, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+void scale(float* x, float s, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+double sum_squares(const float* x, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
+  return s;
+}
+
+}  // namespace longctx::cpu
