@@ -278,12 +278,9 @@ void launch_bwd(const BwdArgs& a, cudaStream_t st) {
 
 }  // namespace
 
-static BwdKernel g_bwd_kernel = BwdKernel::kAuto;
-void set_flash_bwd_kernel(BwdKernel k) { g_bwd_kernel = k; }
-
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-               float* dv, void* stream) {
+               float* dv, void* stream, BwdKernel kernel) {
   check_flash_shape(s);
   check_flash_align(q, 16, "q"), check_flash_align(k, 16, "k"), check_flash_align(v, 16, "v");
   check_flash_align(dout, 16, "dout"), check_flash_align(lse, 4, "lse"), check_flash_align(delta, 4, "delta");
@@ -294,8 +291,8 @@ void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const 
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),
             lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634)};
   auto st = static_cast<cudaStream_t>(stream);
-  if (g_bwd_kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
-  if (g_bwd_kernel == BwdKernel::kWgmma || (g_bwd_kernel == BwdKernel::kAuto && wgmma_available())) {
+  if (kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (kernel == BwdKernel::kWgmma || (kernel == BwdKernel::kAuto && wgmma_available())) {
     flash_bwd_wgmma(a, st);
     return;
   }

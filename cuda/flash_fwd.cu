@@ -209,9 +209,6 @@ void launch_fwd(const FwdArgs& a, cudaStream_t st) {
 
 }  // namespace
 
-static FwdKernel g_fwd_kernel = FwdKernel::kAuto;
-void set_flash_fwd_kernel(FwdKernel k) { g_fwd_kernel = k; }
-
 bool wgmma_available() {
   static const bool ok = [] {
     int dev = 0, major = 0, minor = 0;
@@ -224,14 +221,14 @@ bool wgmma_available() {
 }
 
 void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-               uint16_t* o, float* o32, float* lse, void* stream) {
+               uint16_t* o, float* o32, float* lse, void* stream, FwdKernel kernel) {
   check_flash_shape(s);
   flash_require(o || o32, "flash_fwd: no output (o and o32 are both null)");
   check_flash_align(q, 16, "q"), check_flash_align(k, 16, "k"), check_flash_align(v, 16, "v");
   check_flash_align(o, 16, "o"), check_flash_align(o32, 8, "o32"), check_flash_align(lse, 4, "lse");
   if (s.mask == Mask::kSkip) return;
-  if (g_fwd_kernel == FwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
-  if (g_fwd_kernel == FwdKernel::kWgmma || (g_fwd_kernel == FwdKernel::kAuto && wgmma_available())) {
+  if (kernel == FwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (kernel == FwdKernel::kWgmma || (kernel == FwdKernel::kAuto && wgmma_available())) {
     flash_fwd_wgmma(s, q, k, v, o, o32, lse, stream);
     return;
   }

@@ -17,13 +17,3 @@ inline StringContainsMatcher Contains(const std::string& s, CaseSensitive cs = C
 #include <catch2/catch.hpp>
 #endif
 
-// Skip the rest of a test (Catch2 v3 reports it as skipped; v2 has no skip: a warning and return).
-#if defined(LONGCTX_CATCH3)
-#define LONGCTX_SKIP(msg) SKIP(msg)
-#else
-#define LONGCTX_SKIP(msg) \
-  do {                    \
-    WARN(msg);            \
-    return;               \
-  } while (0)
-#endif

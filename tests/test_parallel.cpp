@@ -1,7 +1,8 @@
 // test_parallel.cpp — every parallel layout computes what one rank computes. Run under
 // `mpirun -np 8` (make test does): each layout runs on the first dp·tp·sp ranks, and every rank
 // also computes the single-rank reference on MPI_COMM_SELF. Pass/fail is combined over all ranks
-// before asserting, so a failure on one rank never leaves the others waiting.
+// before asserting, so a failure on one rank never leaves the others waiting. A test given fewer
+// ranks than its largest layout needs fails (require_ranks), it never skips layouts.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -87,9 +88,17 @@ MPI_Comm first_ranks(int n) {
   return c;
 }
 
-// One seed and one scratch directory for all ranks (rank 0's).
-uint64_t shared_seed() {
-  uint64_t s = fresh_seed() % 1000000;
+// A test that needs n ranks fails with fewer (make test runs the [mpi] tests with -np 8); every
+// rank sees the same world size, so all fail here together, before any collective.
+void require_ranks(int n) {
+  INFO("this test needs " << n << " MPI ranks and has " << world_size() << ": run it as mpirun -np " << n
+                          << " (or more) build/longctx_tests '[mpi]'");
+  REQUIRE(world_size() >= n);
+}
+
+// One seed (rank 0's seed_for(tag): see util.h) and one scratch directory for all ranks.
+uint64_t shared_seed(const std::string& tag) {
+  uint64_t s = seed_for(tag);
   MPI_Bcast(&s, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
   return s;
 }
@@ -132,7 +141,9 @@ std::string name(const Layout& l) {
 }  // namespace
 
 TEST_CASE("every layout gives the single-rank loss and gradients", "[mpi]") {
-  const uint64_t seed = shared_seed();
+  require_ranks(8);  // the largest layout, 2×2×2
+  const uint64_t seed = shared_seed("layouts");
+  INFO(seed_note(seed));
   const std::string dir = shared_dir("layouts");
   Trainer ref(deck({1, 1, 1, "all_reduce", "zigzag"}, dir + "/ref" + std::to_string(world_rank()), seed),
               MPI_COMM_SELF, TrainOptions{false, false, true});
@@ -140,9 +151,7 @@ TEST_CASE("every layout gives the single-rank loss and gradients", "[mpi]") {
   const std::vector<float> ref_grad = ref.full_gradient();
   const ParamLayout full = make_param_layout(deck({1, 1, 1, "all_reduce", "zigzag"}, dir, seed).model);
   for (const Layout& l : kLayouts) {
-    const int n = l.dp * l.tp * l.sp;
-    if (n > world_size()) continue;
-    MPI_Comm sub = first_ranks(n);
+    MPI_Comm sub = first_ranks(l.dp * l.tp * l.sp);
     bool ok = true;
     double loss = 0, err = 0;
     if (sub != MPI_COMM_NULL) {
@@ -161,17 +170,17 @@ TEST_CASE("every layout gives the single-rank loss and gradients", "[mpi]") {
 }
 
 TEST_CASE("20 training steps follow the single-rank loss curve", "[mpi]") {
-  const uint64_t seed = shared_seed();
+  require_ranks(8);  // the largest layout, 2×2×2
+  const uint64_t seed = shared_seed("curves");
+  INFO(seed_note(seed));
   const std::string dir = shared_dir("curves");
   Trainer ref(deck({1, 1, 1, "all_reduce", "zigzag"}, dir + "/ref" + std::to_string(world_rank()), seed, 20),
               MPI_COMM_SELF, TrainOptions{false, false, true});
   ref.run();
   int k = 0;  // a directory per layout, the same name on every rank
   for (const Layout& l : kLayouts) {
-    const int n = l.dp * l.tp * l.sp;
     const std::string out = dir + "/" + std::to_string(k++);
-    if (n > world_size()) continue;
-    MPI_Comm sub = first_ranks(n);
+    MPI_Comm sub = first_ranks(l.dp * l.tp * l.sp);
     bool ok = true;
     double worst = 0;
     if (sub != MPI_COMM_NULL) {
@@ -192,11 +201,9 @@ TEST_CASE("20 training steps follow the single-rank loss curve", "[mpi]") {
 }
 
 TEST_CASE("a checkpoint written at 1×2×2 resumes at 2×1×2 and 1×1×1 with the same next loss", "[mpi]") {
-  if (world_size() < 4) {
-    WARN("needs 4 ranks");
-    return;
-  }
-  const uint64_t seed = shared_seed();
+  require_ranks(4);
+  const uint64_t seed = shared_seed("reshard");
+  INFO(seed_note(seed));
   const std::string dir = shared_dir("reshard");
   double next_loss = 0;
   {
@@ -231,7 +238,9 @@ TEST_CASE("a checkpoint written at 1×2×2 resumes at 2×1×2 and 1×1×1 with t
 }
 
 TEST_CASE("the needle evaluation gives the single-rank numbers on every layout", "[mpi]") {
-  const uint64_t seed = shared_seed();
+  require_ranks(8);  // the largest layout, 2×2×2
+  const uint64_t seed = shared_seed("needle_eval");
+  INFO(seed_note(seed));
   const std::string dir = shared_dir("needle_eval");
   const Layout one{1, 1, 1, "all_reduce", "zigzag"};
   if (world_rank() == 0) {  // a briefly trained model: it predicts some of the filler already
@@ -247,9 +256,7 @@ TEST_CASE("the needle evaluation gives the single-rank numbers on every layout",
   REQUIRE(ref.global_step == 8);
   for (const Layout& l : {Layout{2, 2, 2, "reduce_scatter", "zigzag"}, Layout{1, 2, 2, "all_reduce", "contiguous"},
                           Layout{2, 1, 1, "all_reduce", "zigzag"}, Layout{1, 1, 4, "all_reduce", "zigzag"}}) {
-    const int n = l.dp * l.tp * l.sp;
-    if (n > world_size()) continue;
-    MPI_Comm sub = first_ranks(n);
+    MPI_Comm sub = first_ranks(l.dp * l.tp * l.sp);
     bool ok = true;
     std::string why;
     if (sub != MPI_COMM_NULL) {
@@ -287,9 +294,11 @@ TEST_CASE("the needle evaluation gives the single-rank numbers on every layout",
 }
 
 TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
+  require_ranks(4);  // tp = 4
   const int64_t N = 50, C = 16, V = 48;
   // The same inputs on every rank (seeded from rank 0), targets alternating argmax / runner-up.
-  const uint64_t seed = shared_seed();
+  const uint64_t seed = shared_seed("lm_head_tp");
+  INFO("inputs from seed " << seed << " (LONGCTX_TEST_SEED=" << base_seed() << " reproduces them)");
   std::vector<float> x(N * C), W(V * C);
   for (size_t i = 0; i < x.size(); ++i) x[i] = float(std::sin(double(seed % 1000) + 0.37 * double(i)));
   for (size_t i = 0; i < W.size(); ++i) W[i] = float(std::cos(double(seed % 777) + 1.91 * double(i)));
@@ -305,7 +314,6 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
   lm_head_loss(x.data(), W.data(), tgt.data(), N, C, V, 0, nullptr, nullptr, 1.0f, 7, nullptr,
                nullptr, RowStats{ref.data()});
   for (int tp : {2, 4}) {
-    if (tp > world_size()) continue;
     MPI_Comm sub = first_ranks(tp);
     bool ok = true;
     if (sub != MPI_COMM_NULL) {
@@ -328,8 +336,9 @@ TEST_CASE("vocabulary-parallel LM-head top-1 flags equal one rank's", "[mpi]") {
 }
 
 TEST_CASE("MpiComm cut into small pieces computes what it computes whole", "[mpi]") {
-  // Integer-valued floats: every sum is exact in any order, so results compare bit for bit with
-  // the formula whatever algorithm MPI picks for each message size.
+  // Runs on any number of ranks (the whole world, make test: 8). Integer-valued floats: every sum
+  // is exact in any order, so results compare bit for bit with the formula whatever algorithm MPI
+  // picks for each message size.
   const int P = world_size(), me = world_rank();
   const int64_t n = 25;  // per rank; pieces of 7 cut every block into 4
   auto value = [](int rank, int64_t i) { return float(rank * 100 + i); };

@@ -17,7 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A model small enough to train for tens of steps in seconds on one core.
+// A model small enough to train for tens of steps in seconds on one core. run.seed is
+// seed_for("test_train"): fixed by LONGCTX_TEST_SEED, printed by the checks that depend on it.
 Config small_deck(const std::string& dir, const std::string& extra = "") {
   const std::string text = fmt::format(R"(
 [run]
@@ -50,7 +51,7 @@ rope_theta = 40000
 steps = 6
 micro_batch = 2
 )",
-                                       dir, fresh_seed() % 100000, extra);
+                                       dir, seed_for("test_train"), extra);
   return parse_deck_text(text, "small.toml");
 }
 
@@ -70,7 +71,7 @@ TEST_CASE("a short run on needle data lowers the loss", "[e2e]") {
   REQUIRE(h.size() == 40);
   double first = 0, last = 0;
   for (int i = 0; i < 5; ++i) first += h[i].loss / 5, last += h[h.size() - 1 - i].loss / 5;
-  INFO("mean loss of the first 5 steps " << first << ", of the last 5 " << last);
+  INFO("mean loss of the first 5 steps " << first << ", of the last 5 " << last << "; " << seed_note(cfg.run.seed));
   // Uniform guessing over 264 ids costs ln 264 = 5.58 nats; the landmark filler repeats a
   // 90-byte cycle, so a working model gets far below: asking for half is a loose floor.
   CHECK(first > 4.5);
@@ -86,6 +87,7 @@ TEST_CASE("a resumed run continues bit-identically", "[e2e]") {
   Trainer a(a_cfg, MPI_COMM_WORLD, TrainOptions{false, false, true});
   a.run();
   REQUIRE(a.history().size() == 12);
+  INFO(seed_note(a_cfg.run.seed));
 
   for (int64_t stop : {4, 6, 9}) {  // inside stage 1, at its end, inside stage 2
     DYNAMIC_SECTION("interrupted after step " << stop) {

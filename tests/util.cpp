@@ -15,13 +15,31 @@
 
 namespace longctx::test {
 
-uint64_t fresh_seed() {
-  static std::atomic<uint64_t> counter{0};
+uint64_t base_seed() {
   static const uint64_t base = [] {
     if (const char* s = std::getenv("LONGCTX_TEST_SEED")) return uint64_t(std::strtoull(s, nullptr, 10));
     return uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   }();
-  return base + 0x9e3779b97f4a7c15ULL * counter++;
+  return base;
+}
+
+uint64_t fresh_seed() {
+  static std::atomic<uint64_t> counter{0};
+  return base_seed() + 0x9e3779b97f4a7c15ULL * counter++;
+}
+
+uint64_t seed_for(const std::string& what) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a of `what`, then a SplitMix64 finaliser with the base
+  for (unsigned char c : what) h = (h ^ c) * 0x100000001b3ULL;
+  uint64_t z = base_seed() ^ h;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return (z ^ (z >> 31)) % 100000;
+}
+
+std::string seed_note(uint64_t seed) {
+  return "run.seed " + std::to_string(seed) + " (LONGCTX_TEST_SEED=" + std::to_string(base_seed()) +
+         " reproduces it)";
 }
 
 std::vector<float> randn(size_t n, float scale) {

@@ -16,6 +16,13 @@ std::vector<std::pair<double, int32_t>> ranked_logits(const float* x, const floa
                                                       int64_t V);
 // The first call returns the base seed itself (printed by tests/main.cpp).
 uint64_t fresh_seed();
+// The suite's base seed: LONGCTX_TEST_SEED when set, else from the clock.
+uint64_t base_seed();
+// A seed in [0, 100000) (e.g. a deck's run.seed) that depends on the base seed and `what` only,
+// not on which tests ran before: LONGCTX_TEST_SEED=<base> reproduces it in any selection of tests.
+// Checks whose outcome depends on it print it (seed_note).
+uint64_t seed_for(const std::string& what);
+std::string seed_note(uint64_t seed);  // "run.seed S (LONGCTX_TEST_SEED=B reproduces it)"
 
 // The message of the longctx::Error that fn throws, or "" if it throws none.
 template <class F>

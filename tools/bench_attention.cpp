@@ -2,11 +2,11 @@
 // format of shared/bench/torch_reference.py so the two print side by side (run both in one call:
 // tools/gpu_check.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
 //   build/bench_attention [--T 4096,16384,65536] [--hd 128,64] [--heads 16] [--tokens 16384]
-//                         [--noncausal] [--iters 10]
+//                         [--noncausal] [--iters 10] [--fwd auto|mma|wgmma] [--bwd auto|mma|wgmma]
 // B = max(1, tokens / T). FLOPs: fwd 4·B·H·T²·hd (halved when causal); bwd 2.5 × fwd.
 // Inputs random normal (never zeros); medians of CUDA-event timings after 3 warm-up runs.
-// LONGCTX_FLASH_FWD=mma|wgmma and LONGCTX_FLASH_BWD=mma|wgmma force a kernel (default: wgmma on
-// Hopper); the bwd time includes flash_delta.
+// --fwd / --bwd pick the kernel, passed to each flash_fwd / flash_bwd call (default auto: wgmma
+// on Hopper, mma.sync elsewhere); the bwd time includes flash_delta.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -31,6 +31,16 @@ std::vector<int64_t> list(const std::string& s) {
     i = j + 1;
   }
   return v;
+}
+
+// "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel, whose enumerators are in the same order).
+template <class K>
+K kernel_named(const std::string& name, const char* option) {
+  if (name == "auto") return K::kAuto;
+  if (name == "mma") return K::kMmaSync;
+  if (name == "wgmma") return K::kWgmma;
+  std::fprintf(stderr, "%s '%s': expected auto, mma or wgmma\n", option, name.c_str());
+  std::exit(2);
 }
 
 void ok(cudaError_t e, const char* what) {
@@ -64,6 +74,7 @@ int main(int argc, char** argv) {
   int64_t H = 16, tokens = 16384;
   int iters = 10;
   bool causal = true;
+  std::string fwd_name = "auto", bwd_name = "auto";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -76,18 +87,17 @@ int main(int argc, char** argv) {
     else if (a == "--tokens") tokens = std::stoll(next());
     else if (a == "--iters") iters = std::stoi(next());
     else if (a == "--noncausal") causal = false;
+    else if (a == "--fwd") fwd_name = next();
+    else if (a == "--bwd") bwd_name = next();
     else { std::fprintf(stderr, "unknown option %s (see the file's header)\n", a.c_str()); return 2; }
   }
+  const auto fwd_kernel = kernel_named<gpu::FwdKernel>(fwd_name, "--fwd");
+  const auto bwd_kernel = kernel_named<gpu::BwdKernel>(bwd_name, "--bwd");  // mma: deterministic
   try {
     cudaDeviceProp prop{};
     ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-    if (const char* e = std::getenv("LONGCTX_FLASH_FWD"))  // "mma" or "wgmma": force a forward kernel
-      gpu::set_flash_fwd_kernel(std::string(e) == "mma" ? gpu::FwdKernel::kMmaSync : gpu::FwdKernel::kWgmma);
-    if (const char* e = std::getenv("LONGCTX_FLASH_BWD"))  // "mma" (deterministic) or "wgmma"
-      gpu::set_flash_bwd_kernel(std::string(e) == "mma" ? gpu::BwdKernel::kMmaSync : gpu::BwdKernel::kWgmma);
-    std::printf("longctx flash attention on %s (forward: %s, backward: %s)\n", prop.name,
-                std::getenv("LONGCTX_FLASH_FWD") ? std::getenv("LONGCTX_FLASH_FWD") : "auto",
-                std::getenv("LONGCTX_FLASH_BWD") ? std::getenv("LONGCTX_FLASH_BWD") : "auto");
+    std::printf("longctx flash attention on %s (forward: %s, backward: %s)\n", prop.name, fwd_name.c_str(),
+                bwd_name.c_str());
     for (int64_t hd : hds)
       for (int64_t T : Ts) {
         const int64_t B = std::max<int64_t>(1, tokens / T), n = B * T * H * hd;
@@ -100,10 +110,10 @@ int main(int argc, char** argv) {
         for (uint16_t* p : {q, k, v, dout}) gpu::fill_normal_bf16(p, n, seed++);
         const auto s = gpu::flash_shape(B, T, T, H, H, hd, causal ? gpu::Mask::kCausal : gpu::Mask::kFull);
         const double fwd_flops = 4.0 * B * H * double(T) * T * hd / (causal ? 2 : 1);
-        const double ms_f = median_ms([&] { gpu::flash_fwd(s, q, k, v, o, nullptr, lse); }, iters);
+        const double ms_f = median_ms([&] { gpu::flash_fwd(s, q, k, v, o, nullptr, lse, nullptr, fwd_kernel); }, iters);
         const double ms_b = median_ms([&] {
           gpu::flash_delta(s, o, dout, delta);
-          gpu::flash_bwd(s, q, k, v, dout, lse, delta, dq, dk, dv);
+          gpu::flash_bwd(s, q, k, v, dout, lse, delta, dq, dk, dv, nullptr, bwd_kernel);
         }, iters);
         std::printf("longctx %s hd=%ld H=%ld B=%ld T=%ld: fwd %.0f TFLOP/s (%.3f ms), bwd %.0f TFLOP/s (%.3f ms)\n",
                     causal ? "causal" : "full", long(hd), long(H), long(B), long(T), fwd_flops / ms_f / 1e9, ms_f,

@@ -29,7 +29,7 @@ fi
 if [[ $steps == *bench* ]]; then
   ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
   {
-    LONGCTX_FLASH_FWD=mma LONGCTX_FLASH_BWD=mma build/bench_attention --T 16384 --hd 128,64 | sed 's/^longctx/longctx(mma.sync)/'
+    build/bench_attention --fwd mma --bwd mma --T 16384 --hd 128,64 | sed 's/^longctx/longctx(mma.sync)/'
     build/bench_attention --T 4096 --tokens 16384 --hd 128,64
     build/bench_attention --T 16384,65536 --tokens 16384 --hd 128,64
     build/bench_attention --T 16384 --hd 128 --noncausal

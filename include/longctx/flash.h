@@ -31,17 +31,18 @@ struct FlashShape {
 FlashShape flash_shape(int64_t B, int64_t Tq, int64_t Tk, int64_t NH, int64_t NKV, int64_t HS,
                        Mask mask, int64_t q_pos0 = 0, int64_t k_pos0 = 0);
 
-// Which forward kernel flash_fwd runs: kAuto = wgmma on sm_90 (Hopper) devices, mma.sync
-// elsewhere; the others force one (tests run both; kWgmma throws Error off Hopper).
+// The kernel is chosen per call, by the last argument of flash_fwd / flash_bwd (there is no
+// process-wide setting). Forward: kAuto = wgmma on sm_90 (Hopper) devices, mma.sync elsewhere;
+// the others force one (tests run both; kWgmma throws Error off Hopper).
 enum class FwdKernel { kAuto, kMmaSync, kWgmma };
-void set_flash_fwd_kernel(FwdKernel k);
 bool wgmma_available();  // the current device is sm_90 and the wgmma kernel was built
 
 // Forward. Writes lse (B, Tq, NH) fp32 and O: as bf16 into o (if non-null) and/or as the fp32
 // partial into o32 (if non-null; contiguous (B, Tq, NH, HS)) for merging ring steps. Rows that see
-// no key get lse = -inf and O = 0.
+// no key get lse = -inf and O = 0. `kernel`: which forward kernel runs (see FwdKernel).
 void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-               uint16_t* o, float* o32, float* lse, void* stream = nullptr);
+               uint16_t* o, float* o32, float* lse, void* stream = nullptr,
+               FwdKernel kernel = FwdKernel::kAuto);
 
 // Exact merge of a block's partial into the running one, both fp32 (rows, HS) with lse (rows):
 // lse' = log(e^lse + e^lse_blk), o' = o·e^(lse - lse') + o_blk·e^(lse_blk - lse').
@@ -56,14 +57,14 @@ void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream = nullptr);
 // Two kernels: kWgmma (sm_90a, 5 matmuls) adds dQ with fp32 atomics, so dQ's last bits vary from
 // run to run; kMmaSync is deterministic (no atomics: dK/dV and dQ come from two kernels that each
 // own their outputs, at the price of computing S and dP twice). kAuto = kWgmma on Hopper; choose
-// kMmaSync where runs must be bit-reproducible.
+// kMmaSync where runs must be bit-reproducible (pass it as flash_bwd's `kernel`; kWgmma throws
+// Error off Hopper).
 enum class BwdKernel { kAuto, kMmaSync, kWgmma };
-void set_flash_bwd_kernel(BwdKernel k);
 void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, float* delta,
                  void* stream = nullptr);
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-               float* dv, void* stream = nullptr);
+               float* dv, void* stream = nullptr, BwdKernel kernel = BwdKernel::kAuto);
 
 // Whether a CUDA device is usable here (tests skip without one).
 bool gpu_available();
