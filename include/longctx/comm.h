@@ -69,11 +69,4 @@ class MpiComm final : public Comm {
 
 }  // namespace longctx
 
-namespace longctx {
-class Error;
-// Rank 0's string on every rank of comm.
-std::string broadcast_string(const std::string& s, MPI_Comm comm);
-// Prints the error on stderr (prefixed with the rank when the job has several) and ends every
-// rank with MPI_Abort; with a single rank it rethrows, so main reports it and exits normally.
-[[noreturn]] void abort_job(const Error& e);
-}  // namespace longctx
+#include "longctx/job.h"  // abort_job, broadcast_string (were declared here)

@@ -15,6 +15,7 @@
 #include "longctx/common.h"
 #include "longctx/log.h"
 #include "longctx/optim.h"
+#include "longctx/preflight.h"
 
 namespace fs = std::filesystem;
 
@@ -30,9 +31,10 @@ void set_threads(const Config& cfg, int world_size) {
 Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     : cfg_(cfg), opt_(opt), topo_(Topology::create(cfg, world)) {
   set_threads(cfg_, topo_.world_size);
-  CHECK_HINT(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
+  CHECK_ALIKE(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
              "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
              opt_.stop_after_stage, cfg_.stages.size());
+  preflight_outputs(train_outputs(cfg_), topo_.cart);  // every output writable before any work
   tp_ = std::make_unique<MpiComm>(topo_.tp_comm);
   sp_ = std::make_unique<MpiComm>(topo_.sp_comm);
   dpsp_ = std::make_unique<MpiComm>(topo_.dpsp_comm);
@@ -46,8 +48,12 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   for (auto* v : {&master_, &m_, &v_, &gshard_}) v->assign(size_t(shard_n_), 0.0f);
   data_ = open_data(cfg_);
   st_.seed = cfg_.run.seed;
-  if (const char* f = std::getenv("LONGCTX_FAIL_AT"))  // "rank:step", a test hook
-    CHECK(std::sscanf(f, "%ld:%ld", &fail_rank_, &fail_step_) == 2, "LONGCTX_FAIL_AT='{}': expected rank:step", f);
+  if (const char* f = std::getenv("LONGCTX_FAIL_AT")) {  // "rank:step[:std]", a test hook
+    int end = 0;
+    CHECK(std::sscanf(f, "%ld:%ld%n", &fail_rank_, &fail_step_, &end) == 2 &&
+              (f[end] == 0 || std::string(f + end) == ":std"),
+          "LONGCTX_FAIL_AT='{}': expected rank:step or rank:step:std", f);
+  }
 
   const bool root = topo_.world_rank == 0;
   // Rank 0 alone looks at the checkpoint directory and tells the others (on a shared file system
@@ -58,7 +64,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     from = latest_checkpoint(cfg_.checkpoint.dir);
   }
   from = broadcast_string(from, topo_.cart);
-  CHECK_HINT(opt_.resume || from.empty(),
+  CHECK_ALIKE(opt_.resume || from.empty(),
              "pass --resume to continue that run, or --fresh to delete its checkpoints and metrics",
              "{} already holds checkpoints of a run ({})", cfg_.checkpoint.dir, from);
   CheckpointIO io = checkpoint_io();
@@ -94,7 +100,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   }
 
   if (root) {
-    fs::create_directories(cfg_.run.out_dir);
+    create_directories_for("run.out_dir", cfg_.run.out_dir);
     const std::string metrics = (fs::path(cfg_.run.out_dir) / "metrics.jsonl").string();
     metrics_ = open_metrics(metrics, from.empty() ? -1 : st_.global_step);
     if (!opt_.quiet) {
@@ -136,8 +142,12 @@ void Trainer::start_stage() {
 LossSum Trainer::accumulate_gradient() {
   if (configured_stage_ != st_.stage) start_stage();
   const StageConfig& s = cfg_.stages[size_t(st_.stage)];
-  if (st_.global_step + 1 == fail_step_ && topo_.world_rank == fail_rank_)
+  if (st_.global_step + 1 == fail_step_ && topo_.world_rank == fail_rank_) {
+    if (std::string(std::getenv("LONGCTX_FAIL_AT")).ends_with(":std"))  // not a longctx::Error
+      throw std::runtime_error(fmt::format("injected std::runtime_error on rank {} at step {} (LONGCTX_FAIL_AT)",
+                                           fail_rank_, fail_step_));
     FAIL_ERROR("injected failure on rank {} at step {} (LONGCTX_FAIL_AT)", fail_rank_, fail_step_);
+  }
   const int64_t Tl = model_->seq().T_loc;
   std::fill(grads_.begin(), grads_.end(), 0.0f);
   LossSum tot;
@@ -164,7 +174,7 @@ LossSum Trainer::accumulate_gradient() {
   double stats[2] = {tot.sum, double(tot.count)};
   dpsp_->all_reduce_sum(stats, 2);
   tot.sum = stats[0], tot.count = int64_t(stats[1]);
-  CHECK(tot.count > 0, "step {}: no target tokens in the batch", st_.global_step + 1);
+  CHECK_ALIKE(tot.count > 0, "", "step {}: no target tokens in the batch", st_.global_step + 1);
   const float inv = float(1.0 / double(tot.count));
   for (auto& g : gshard_) g *= inv;
   return tot;
@@ -187,7 +197,7 @@ StepRecord Trainer::step() {
   }
   world_->all_reduce_sum(&ss, 1);
   const double gnorm = std::sqrt(ss);
-  CHECK_HINT(std::isfinite(gnorm), "lower optim.lr or raise optim.warmup_steps",
+  CHECK_ALIKE(std::isfinite(gnorm), "lower optim.lr or raise optim.warmup_steps",  // all-reduced: every rank
              "step {}: the gradient norm is {} (loss {})", st_.global_step + 1, gnorm,
              tot.sum / double(tot.count));
   if (cfg_.optim.grad_clip > 0.0 && gnorm > cfg_.optim.grad_clip) {
@@ -256,12 +266,12 @@ int train_main(const std::string& deck, const std::vector<std::string>& override
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) log_info("resolved deck ({}):\n{}", deck, to_toml(cfg));
-  Trainer t(cfg, MPI_COMM_WORLD, opt);
+  Trainer t(cfg, MPI_COMM_WORLD, opt);  // what it throws reaches main, which ends the job alike
   try {
     t.run();
-  } catch (const Error& e) {
-    // End the job from here, before ~Trainer frees communicators (collective in MPI) while the
-    // other ranks wait in a collective of the step.
+  } catch (const std::exception& e) {
+    // Any exception (not only Error: a filesystem error, bad_alloc) ends the job from here, before
+    // ~Trainer frees communicators (collective in MPI) while the other ranks wait in a collective.
     abort_job(e);
   }
   return 0;
