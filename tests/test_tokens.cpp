@@ -154,20 +154,17 @@ TEST_CASE("token source refuses bad files with a clear message", "[data]") {
     std::vector<int64_t> v(20, 65);
     v[10] = 300;  // every window of 17 tokens in 20 covers position 10
     write_tokens(dir + "/big_id.h5", v, H5T_STD_U32LE);
-    auto src = make_token_source(token_config(dir + "/big_id.h5", T));
-    std::vector<int32_t> out(T + 1);
-    const std::string msg = test::error_of([&] { src->sample(0, 0, T + 1, out.data()); });
-    CHECK_THAT(msg, Contains("300") && Contains("position 10") && Contains("big_id.h5") &&
+    // Refused when the file is opened (every id is checked then), before any window is drawn.
+    const std::string msg = test::error_of([&] { make_token_source(token_config(dir + "/big_id.h5", T)); });
+    CHECK_THAT(msg, Contains("300") && Contains("index 10") && Contains("big_id.h5") &&
                         Contains("264"));
   }
   SECTION("a signed file with a negative id is refused, not clipped") {
     std::vector<int64_t> v(20, 65);
     v[9] = -3;
     write_tokens(dir + "/neg.h5", v, H5T_STD_I16LE);
-    auto src = make_token_source(token_config(dir + "/neg.h5", T));
-    std::vector<int32_t> out(T + 1);
-    CHECK_THAT(test::error_of([&] { src->sample(1, 2, T + 1, out.data()); }),
-               Contains("-3") && Contains("position 9"));
+    CHECK_THAT(test::error_of([&] { make_token_source(token_config(dir + "/neg.h5", T)); }),
+               Contains("-3") && Contains("index 9"));
   }
   SECTION("a file shorter than seq_len + 1 names both numbers") {
     write_tokens(dir + "/short.h5", std::vector<int64_t>(10, 65), H5T_STD_U32LE);
@@ -191,4 +188,31 @@ TEST_CASE("token source refuses bad files with a clear message", "[data]") {
     CHECK_THAT(test::error_of([&] { make_token_source(token_config(dir + "/empty.h5", T)); }),
                Contains("no dataset /tokens"));
   }
+}
+
+TEST_CASE("every token id is checked when the token file is opened (not only drawn windows)", "[data]") {
+  const std::string dir = test::temp_dir("token-scan");
+  // Over one read chunk of the check (4M ids), with a bad id far past any window of 64 tokens drawn
+  // from the first chunk: only the whole-file pass at open can see it.
+  const int64_t n = (int64_t(1) << 22) + 1000, bad = (int64_t(1) << 22) + 517;
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ids[size_t(i)] = i % 250;
+  ids[size_t(bad)] = 300;  // vocab_size is 264
+  const std::string path = dir + "/far.h5";
+  write_tokens(path, ids, H5T_STD_U32LE);
+  const std::string msg = test::error_of([&] { make_token_source(token_config(path, 64)); });
+  CHECK_THAT(msg, Contains(path));
+  CHECK_THAT(msg, Contains("/tokens"));
+  CHECK_THAT(msg, Contains("id 300 at index " + std::to_string(bad)));
+  CHECK_THAT(msg, Contains("vocab_size = 264"));
+  // A negative id of a signed file, in the first chunk.
+  std::vector<int64_t> small(5000, 7);
+  small[4321] = -2;
+  write_tokens(dir + "/neg.h5", small, H5T_STD_I32LE);
+  CHECK_THAT(test::error_of([&] { make_token_source(token_config(dir + "/neg.h5", 64)); }),
+             Contains("id -2 at index 4321"));
+  // In range everywhere: opens.
+  ids[size_t(bad)] = 263;
+  write_tokens(path, ids, H5T_STD_U32LE);
+  CHECK(test::error_of([&] { make_token_source(token_config(path, 64)); }).empty());
 }

@@ -12,6 +12,7 @@
 #include <mpi.h>
 
 #include "longctx/comm.h"
+#include "longctx/job.h"  // abort_job, broadcast_string
 
 namespace longctx {
 
@@ -40,12 +41,5 @@ class MpiComm final : public Comm {
   int64_t piece_;
   mutable std::vector<Slot> slots_;
 };
-
-// Rank 0's string on every rank of comm.
-std::string broadcast_string(const std::string& s, MPI_Comm comm);
-class Error;
-// Prints the error on stderr (prefixed with the rank when the job has several) and ends every
-// rank with MPI_Abort; with a single rank it rethrows, so main reports it and exits normally.
-[[noreturn]] void abort_job(const Error& e);
 
 }  // namespace longctx

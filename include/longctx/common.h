@@ -1,8 +1,10 @@
 // common.h — errors, checks and small helpers shared by every file.
 //
 // Error model: any failure throws longctx::Error carrying the message, the source location and a
-// hint. main() catches it, prints it (on whichever rank raised it) and ends the whole job with
-// MPI_Abort, so a failure on one rank never leaves the others hanging. Tests catch Error directly.
+// hint. main() catches it, prints it (on whichever rank raised it) and ends the whole job
+// (abort_job, job.h), so a failure on one rank never leaves the others hanging. An error raised
+// alike on every rank (a test of all-reduced or broadcast values: CHECK_ALIKE) is printed once.
+// Tests catch Error directly.
 #pragma once
 
 #include <cstdint>
@@ -16,18 +18,23 @@ namespace longctx {
 
 class Error : public std::runtime_error {
  public:
-  Error(std::string msg, std::string where, std::string hint)
-      : std::runtime_error(std::move(msg)), where_(std::move(where)), hint_(std::move(hint)) {}
+  Error(std::string msg, std::string where, std::string hint, bool alike = false)
+      : std::runtime_error(std::move(msg)), where_(std::move(where)), hint_(std::move(hint)),
+        alike_(alike) {}
   const std::string& where() const { return where_; }
   const std::string& hint() const { return hint_; }
+  // Every rank of the job raises this same error at the same point (the job prints it once).
+  bool alike() const { return alike_; }
   // "error: <msg>\n  at <file:line>\n  hint: <hint>" — what a person sees.
   std::string report() const;
 
  private:
   std::string where_, hint_;
+  bool alike_ = false;
 };
 
-[[noreturn]] void throw_error(const char* file, int line, std::string msg, std::string hint = {});
+[[noreturn]] void throw_error(const char* file, int line, std::string msg, std::string hint = {},
+                              bool alike = false);
 
 }  // namespace longctx
 
@@ -45,6 +52,12 @@ class Error : public std::runtime_error {
 #define CHECK_HINT(cond, hint, ...)                                                          \
   do {                                                                                       \
     if (!(cond)) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint)); \
+  } while (0)
+// CHECK_ALIKE(cond, hint, "format {}", args...) — CHECK_HINT for a condition that every rank
+// evaluates alike (on all-reduced or broadcast values, or the deck): printed once, on rank 0.
+#define CHECK_ALIKE(cond, hint, ...)                                                               \
+  do {                                                                                             \
+    if (!(cond)) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint), true); \
   } while (0)
 #define FAIL_ERROR(...) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__))
 #define FAIL_HINT(hint, ...) ::longctx::throw_error(LONGCTX_WHERE, ::fmt::format(__VA_ARGS__), (hint))

@@ -7,6 +7,7 @@
 // micro-batches) and into the input gradients marked "+=" (residual stream, ring partials).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace longctx::cpu {
@@ -51,6 +52,9 @@ struct AttnShape {
 // block get lse = -inf and o = 0 (or are left unchanged when merging).
 void attention_fwd(float* o, float* lse, const float* q, const float* k, const float* v,
                    const AttnShape& s, bool merge);
+// Bytes of per-thread working space attention_fwd/_bwd keep between calls (tiles, and the
+// backward's thread-private dK/dV sums of up to Tk keys): the memory plan counts them.
+size_t attention_scratch_bytes(int64_t Tk, int64_t HS);
 // delta (B,Tq,NH) = rowsum(dO ∘ O): the softmax-backward term, computed once from the final O.
 void attention_delta(float* delta, const float* o, const float* dout, const AttnShape& s);
 // dq, dk, dv += the gradients through this block, from the FINAL lse and delta of the queries.

@@ -8,8 +8,8 @@ std::string Error::report() const {
   return s;
 }
 
-void throw_error(const char* file, int line, std::string msg, std::string hint) {
-  throw Error(std::move(msg), fmt::format("{}:{}", file, line), std::move(hint));
+void throw_error(const char* file, int line, std::string msg, std::string hint, bool alike) {
+  throw Error(std::move(msg), fmt::format("{}:{}", file, line), std::move(hint), alike);
 }
 
 }  // namespace longctx

@@ -12,35 +12,65 @@
 #include "longctx/common.h"
 #include "longctx/data.h"
 #include "longctx/eval.h"
+#include "longctx/job.h"
 #include "longctx/log.h"
 #include "longctx/train.h"
 
 using namespace longctx;
 
-static const char* kUsage = R"(usage:
-  longctx train DECK.toml [--set section.key=value]... [--resume | --fresh] [--stop-after-stage N]
+// Each subcommand's usage (`longctx CMD --help`); all of them together are `longctx --help`.
+struct Usage {
+  const char* cmd;
+  const char* text;
+};
+static const Usage kUsages[] = {
+    {"train", R"(  longctx train DECK.toml [--set section.key=value]... [--resume | --fresh] [--stop-after-stage N]
       Train through the deck's stages. --set overrides a deck value (stage keys: stage.N.key,
       N from 1). --resume continues from the newest checkpoint in checkpoint.dir (or starts anew
       if there is none); --fresh deletes an earlier run's checkpoints and metrics first.
-      --stop-after-stage N ends the job once stage N is done (one batch job per stage).
-  longctx eval DECK.toml [--checkpoint FILE.h5] [--lengths N,...] [--depths D,...] [--samples N]
+      --stop-after-stage N ends the job once stage N is done (one batch job per stage).)"},
+    {"eval", R"(  longctx eval DECK.toml [--checkpoint FILE.h5] [--lengths N,...] [--depths D,...] [--samples N]
                [--rope-theta X] [--set section.key=value]...
       Needle-in-a-haystack: the pass-key retrieval rate of a checkpoint (default: the newest in
       checkpoint.dir) by context length (default: the stages' lengths) and needle depth (default
       0,0.25,0.5,0.75,1), 8 samples per cell, at the checkpoint's rope_theta. Runs on the deck's
-      layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.
-  longctx info CHECKPOINT.h5        Summarise a checkpoint (h5dump -H shows the whole tree).
-  longctx pack-text FILE... -o OUT.h5
-      Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".
-  longctx --version | --help
-Run under MPI: mpirun -np N longctx train deck.toml (N = dp·tp·sp of the deck).)";
+      layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.)"},
+    {"info", R"(  longctx info CHECKPOINT.h5        Summarise a checkpoint (h5dump -H shows the whole tree).)"},
+    {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5
+      Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".)"},
+    {"help", R"(  longctx help [COMMAND] | --help | --version
+      This text, or one command's (also: longctx COMMAND --help).)"},
+};
+static const char* kUsageTail = "Run under MPI: mpirun -np N longctx train deck.toml (N = dp·tp·sp of the deck).";
+
+// Prints the usage of `cmd` (all commands when cmd is empty or unknown) on rank 0.
+static void print_usage(const std::string& cmd, int rank, FILE* to = stdout) {
+  if (rank != 0) return;
+  std::string text = "usage:\n";
+  bool one = false;
+  for (const Usage& u : kUsages)
+    if (cmd == u.cmd) text += std::string(u.text) + "\n", one = true;
+  if (!one)
+    for (const Usage& u : kUsages) text += std::string(u.text) + "\n";
+  std::fputs((text + kUsageTail + "\n").c_str(), to);
+}
+
+static bool is_help(const std::string& a) { return a == "--help" || a == "-h"; }
+
+// Argument checks: every rank parses the same command line, so they are raised alike (printed once).
+#define CHECK_ARG(cond, hint, ...) CHECK_ALIKE(cond, hint, __VA_ARGS__)
 
 static int dispatch(const std::vector<std::string>& args, int rank) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    if (rank == 0) std::puts(kUsage);
+  if (args.empty() || is_help(args[0]) || args[0] == "help") {
+    print_usage(args.size() > 1 && args[0] == "help" ? args[1] : "", rank, args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;
   }
   const std::string& cmd = args[0];
+  const bool known = std::any_of(std::begin(kUsages), std::end(kUsages), [&](const Usage& u) { return cmd == u.cmd; });
+  if (known && std::any_of(args.begin() + 1, args.end(), is_help)) {  // longctx CMD --help
+    print_usage(cmd, rank);
+    return 0;
+  }
   if (cmd == "--version") {
     if (rank == 0) std::printf("longctx %s\n", kVersion);
     return 0;
@@ -58,14 +88,14 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       else if (a == "--stop-after-stage" && i + 1 < args.size()) {
         const std::string& v = args[++i];
         const auto r = std::from_chars(v.data(), v.data() + v.size(), opt.stop_after_stage);
-        CHECK_HINT(r.ec == std::errc() && r.ptr == v.data() + v.size() && opt.stop_after_stage > 0,
+        CHECK_ARG(r.ec == std::errc() && r.ptr == v.data() + v.size() && opt.stop_after_stage > 0,
                    "stages count from 1", "train: --stop-after-stage '{}' is not a stage number", v);
       }
       else if (!a.starts_with("-") && deck.empty()) deck = a;
-      else CHECK_HINT(false, "longctx --help lists the options", "train: unexpected argument '{}'", a);
+      else CHECK_ARG(false, "longctx train --help lists the options", "train: unexpected argument '{}'", a);
     }
-    CHECK_HINT(!deck.empty(), "longctx train input/tiny.toml", "train: no deck given");
-    CHECK_HINT(!(opt.resume && opt.fresh), "choose one", "train: --resume and --fresh contradict");
+    CHECK_ARG(!deck.empty(), "longctx train input/tiny.toml", "train: no deck given");
+    CHECK_ARG(!(opt.resume && opt.fresh), "choose one", "train: --resume and --fresh contradict");
     return train_main(deck, sets, opt);
   }
   if (cmd == "eval") {
@@ -74,14 +104,14 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     EvalOptions opt;
     auto number = [](const std::string& opt_name, const std::string& v, auto& out) {
       const auto r = std::from_chars(v.data(), v.data() + v.size(), out);
-      CHECK_HINT(r.ec == std::errc() && r.ptr == v.data() + v.size(), "longctx --help lists the options",
+      CHECK_ARG(r.ec == std::errc() && r.ptr == v.data() + v.size(), "longctx eval --help lists the options",
                  "eval: {} '{}' is not a number", opt_name, v);
     };
     auto list = [&](const std::string& opt_name, const std::string& v, auto& out) {
       out.clear();
       for (size_t at = 0; at <= v.size();) {
         const size_t end = std::min(v.find(',', at), v.size());
-        CHECK_HINT(end > at, "a comma-separated list such as 256,1024", "eval: {} '{}' has an empty entry",
+        CHECK_ARG(end > at, "a comma-separated list such as 256,1024", "eval: {} '{}' has an empty entry",
                    opt_name, v);
         out.emplace_back();
         number(opt_name, v.substr(at, end - at), out.back());
@@ -92,8 +122,8 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
                                                   "--rope-theta"};
     for (size_t i = 1; i < args.size(); ++i) {
       const std::string& a = args[i];
-      CHECK_HINT(i + 1 < args.size() || std::find(with_value.begin(), with_value.end(), a) == with_value.end(),
-                 "longctx --help lists the options", "eval: {} needs a value", a);
+      CHECK_ARG(i + 1 < args.size() || std::find(with_value.begin(), with_value.end(), a) == with_value.end(),
+                 "longctx eval --help lists the options", "eval: {} needs a value", a);
       if (a == "--set") sets.push_back(args[++i]);
       else if (a.starts_with("--set=")) sets.push_back(a.substr(6));
       else if (a == "--checkpoint") opt.checkpoint = args[++i];
@@ -102,13 +132,13 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       else if (a == "--samples") number(a, args[++i], opt.samples);
       else if (a == "--rope-theta") number(a, args[++i], opt.rope_theta);
       else if (!a.starts_with("-") && deck.empty()) deck = a;
-      else CHECK_HINT(false, "longctx --help lists the options", "eval: unexpected argument '{}'", a);
+      else CHECK_ARG(false, "longctx eval --help lists the options", "eval: unexpected argument '{}'", a);
     }
-    CHECK_HINT(!deck.empty(), "longctx eval input/tiny.toml", "eval: no deck given");
+    CHECK_ARG(!deck.empty(), "longctx eval input/tiny.toml", "eval: no deck given");
     return eval_main(deck, sets, opt);
   }
   if (cmd == "info") {
-    CHECK_HINT(args.size() == 2, "longctx info runs/tiny/checkpoints/ckpt_0000200.h5",
+    CHECK_ARG(args.size() == 2, "longctx info runs/tiny/checkpoints/ckpt_0000200.h5",
                "info: expected one checkpoint path");
     if (rank == 0) std::fputs(checkpoint_summary(args[1]).c_str(), stdout);
     return 0;
@@ -120,7 +150,7 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
       else files.push_back(args[i]);
     }
-    CHECK_HINT(!out.empty() && !files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
+    CHECK_ARG(!out.empty() && !files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
                "pack-text: need input files and -o OUT.h5");
     if (rank == 0) {
       const int64_t n = pack_text(files, out);
@@ -128,7 +158,8 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     }
     return 0;
   }
-  CHECK_HINT(false, "longctx --help lists the commands", "unknown command '{}'", cmd);
+  print_usage("", rank, stderr);
+  CHECK_ARG(false, "longctx --help lists the commands", "unknown command '{}'", cmd);
   return 2;
 }
 
@@ -140,18 +171,14 @@ int main(int argc, char** argv) {
   int rc = 0;
   try {
     rc = dispatch(std::vector<std::string>(argv + 1, argv + argc), rank);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "%s%s\n", size > 1 ? fmt::format("[rank {}] ", rank).c_str() : "",
-                 e.report().c_str());
-    rc = 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%slongctx: error: %s\n",
-                 size > 1 ? fmt::format("[rank {}] ", rank).c_str() : "", e.what());
+  } catch (const std::exception& e) {  // longctx::Error or any other: the job ends with its cause
+    // One rank failing must end them all: the others may be waiting in a collective.
+    if (size > 1) abort_job(e);
+    std::fprintf(stderr, "%s\n", error_report(e).c_str());
     rc = 1;
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  // One rank failing must end them all: the others may be waiting in a collective.
   if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
   MPI_Finalize();
   return rc;

@@ -129,19 +129,28 @@ int64_t pack_text(const std::vector<std::string>& files, const std::string& out_
                "pack-text: input file {} does not exist "
                "(or is not a regular file)",
                f);
+  // The output must be a file: refused before anything is written (a rename onto a directory
+  // fails only at the end, after the whole input was packed).
+  CHECK_HINT(!fs::is_directory(out_path, ec), "name the output file, e.g. -o " +
+                 (fs::path(out_path) / "data.h5").string(),
+             "pack-text: -o {} is a directory", out_path);
   const fs::path parent = fs::path(out_path).parent_path();
   if (!parent.empty()) fs::create_directories(parent, ec);
+  CHECK_HINT(!ec, "check the path and its permissions", "pack-text: -o {}: cannot create directory {}: {}",
+             out_path, parent.string(), ec.message());
   const std::string tmp = out_path + ".tmp";
+  CHECK_HINT(!fs::exists(tmp, ec) || fs::is_regular_file(tmp, ec), "remove it, or choose another -o",
+             "pack-text: {} (the temporary name of -o {}) exists and is not a file", tmp, out_path);
   int64_t n = 0;
-  try {
+  try {  // the temporary file goes on any failure, the rename's included
     n = pack_into(files, tmp);
+    fs::rename(tmp, out_path, ec);
+    CHECK_HINT(!ec, "is the directory writable?", "pack-text: cannot rename {} to {}: {}", tmp,
+               out_path, ec.message());
   } catch (...) {
     fs::remove(tmp, ec);
     throw;
   }
-  fs::rename(tmp, out_path, ec);
-  CHECK_HINT(!ec, "is the directory writable?", "pack-text: cannot rename {} to {}: {}", tmp,
-             out_path, ec.message());
   return n;
 }
 

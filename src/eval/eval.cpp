@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 
@@ -16,6 +18,7 @@
 #include "longctx/log.h"
 #include "longctx/model.h"
 #include "longctx/params.h"
+#include "longctx/preflight.h"
 #include "longctx/rng.h"
 #include "longctx/comm_mpi.h"
 #include "longctx/groups.h"
@@ -30,26 +33,29 @@ namespace {
 constexpr uint64_t kEvalSalt = 0x6e6565646c65ULL;  // "needle": eval samples never repeat training's
 
 void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<int64_t>& lengths) {
-  CHECK_HINT(cfg.model.vocab_size >= kByteVocab, "the needle task is byte-level text",
-             "eval: model.vocab_size = {} is below the {} byte-level tokens the needle samples use",
-             cfg.model.vocab_size, kByteVocab);
-  CHECK(opt.samples >= 1, "eval: --samples {} must be at least 1", opt.samples);
-  CHECK(!opt.depths.empty(), "eval: no depths given");
-  for (double d : opt.depths) CHECK(d >= 0.0 && d <= 1.0, "eval: depth {} is not in [0, 1]", d);
-  CHECK(std::isfinite(opt.rope_theta) && opt.rope_theta >= 0.0,
-        "eval: --rope-theta {} must be a positive number (or 0: the checkpoint's)", opt.rope_theta);
-  for (int64_t n : lengths) CHECK(n > 0, "eval: length {} must be positive", n);
+  // Every rank sees the same deck and options: these errors are raised alike (printed once).
+  constexpr const char* kOpts = "longctx eval --help lists the options";
+  CHECK_ALIKE(cfg.model.vocab_size >= kByteVocab, "the needle task is byte-level text",
+              "eval: model.vocab_size = {} is below the {} byte-level tokens the needle samples use",
+              cfg.model.vocab_size, kByteVocab);
+  CHECK_ALIKE(opt.samples >= 1, kOpts, "eval: --samples {} must be at least 1", opt.samples);
+  CHECK_ALIKE(!opt.depths.empty(), kOpts, "eval: no depths given");
+  for (double d : opt.depths) CHECK_ALIKE(d >= 0.0 && d <= 1.0, kOpts, "eval: depth {} is not in [0, 1]", d);
+  CHECK_ALIKE(std::isfinite(opt.rope_theta) && opt.rope_theta >= 0.0, kOpts,
+              "eval: --rope-theta {} must be a positive number (or 0: the checkpoint's)", opt.rope_theta);
+  for (int64_t n : lengths) CHECK_ALIKE(n > 0, kOpts, "eval: length {} must be positive", n);
   const int64_t mult = seq_len_multiple(cfg.parallel);
   DataConfig d = cfg.data;
   d.needle_depth = 0.0;
   const int64_t min_len = needle_min_len(d) - 1;  // a sample is length + 1 tokens
   for (int64_t n : lengths) {
-    CHECK_HINT(n % mult == 0, "pick lengths the layout can cut, or another parallel layout",
-               "eval: length {} is not a multiple of {}, which parallel.sp = {} (ring \"{}\") and "
-               "parallel.tp = {} ({}) require", n, mult, cfg.parallel.sp, cfg.parallel.ring,
-               cfg.parallel.tp, cfg.parallel.tp_mode);
-    CHECK(n >= min_len, "eval: length {} cannot hold the needle and the question (at least {} tokens "
-          "with data.key_digits = {})", n, min_len, cfg.data.key_digits);
+    CHECK_ALIKE(n % mult == 0, "pick lengths the layout can cut, or another parallel layout",
+                "eval: length {} is not a multiple of {}, which parallel.sp = {} (ring \"{}\") and "
+                "parallel.tp = {} ({}) require", n, mult, cfg.parallel.sp, cfg.parallel.ring,
+                cfg.parallel.tp, cfg.parallel.tp_mode);
+    CHECK_ALIKE(n >= min_len, "longer lengths (--lengths), or fewer data.key_digits",
+                "eval: length {} cannot hold the needle and the question (at least {} tokens "
+                "with data.key_digits = {})", n, min_len, cfg.data.key_digits);
   }
 }
 
@@ -66,12 +72,14 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
 
   const ProcessGroups groups(cfg, world);
   const Grid& grid = groups.grid();
+  preflight_outputs(eval_outputs(cfg), groups.mpi_all());  // the results file writable before any work
   set_threads(cfg, grid.world_size);
   const Cpu be;
   const ParamLayout layout = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
   const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode == "reduce_scatter",
                           cfg.parallel.ring == "zigzag"};
-  {  // the memory plan: the weights and the largest length's activations, before allocating
+  {  // the memory plan: the weights and the largest length's activations, before allocating (the
+     // forward keeps only tile-sized op scratch, so the backward's op_scratch_bytes is not counted)
     Model<Cpu> probe(be, cfg.model, layout, nullptr, nullptr, par);
     std::vector<size_t> bytes;
     std::vector<std::string> names;
@@ -85,8 +93,8 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   std::string path = opt.checkpoint;
   if (grid.world_rank == 0 && path.empty()) path = latest_checkpoint(cfg.checkpoint.dir);
   path = broadcast_string(path, groups.mpi_all());
-  CHECK_HINT(!path.empty(), "train first, or name a file with --checkpoint",
-             "eval: no checkpoint in {}", cfg.checkpoint.dir);
+  CHECK_ALIKE(!path.empty(), "train first, or name a file with --checkpoint",
+              "eval: no checkpoint in {}", cfg.checkpoint.dir);
   CheckpointIO io;
   io.layout = &layout, io.params = params.data();
   const TrainState st = read_checkpoint(path, cfg, io, /*with_optimizer=*/false, groups.mpi_all());
@@ -172,8 +180,12 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
   const Config cfg = load_config(deck, overrides, MPI_COMM_WORLD);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  // An error on any rank ends the job from main (MPI_Abort): no collective runs while unwinding.
-  const NeedleReport rep = needle_eval(cfg, MPI_COMM_WORLD, opt);
+  NeedleReport rep;
+  try {
+    rep = needle_eval(cfg, MPI_COMM_WORLD, opt);
+  } catch (const std::exception& e) {  // any exception, not only Error, ends every rank with its cause
+    abort_job(e);
+  }
   if (rank != 0) return 0;
   std::string name;  // the path as a JSON string body
   for (unsigned char ch : rep.checkpoint) {
@@ -189,10 +201,11 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
                          "\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
                          name, rep.global_step, num(rep.rope_theta), c.length, c.depth, c.samples, c.retrieved,
                          c.digits, c.digits_right, num(c.digit_nll / double(c.digits)), c.tokens, c.tokens_right);
-  fs::create_directories(cfg.run.out_dir);
+  create_directories_for("run.out_dir", cfg.run.out_dir);
   const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
   FILE* f = std::fopen(out.c_str(), "a");
-  CHECK(f, "eval: cannot open {} for appending", out);
+  CHECK_HINT(f, "check run.out_dir and its permissions", "eval: cannot open {} for appending: {}", out,
+             std::strerror(errno));
   const bool wrote = std::fwrite(lines.data(), 1, lines.size(), f) == lines.size();
   const bool closed = std::fclose(f) == 0;
   CHECK(wrote && closed, "eval: writing {} failed", out);

@@ -3,7 +3,9 @@
 // The file holds one 1-D integer dataset /tokens (uint32 from `longctx pack-text`; any integer
 // type is accepted). Sample (step, sample) is the window of `len` tokens starting at a position
 // drawn uniformly from [0, N - len] by Stream(hash64(seed, step, sample)), so it is a pure function
-// of those integers. Each rank opens the file once, read-only, with the default (POSIX) driver.
+// of those integers. Each rank opens the file once, read-only, with the default (POSIX) driver, and
+// checks every id in [0, vocab_size) once, in one pass of kScanChunk ids at a time (windows drawn
+// later cannot meet a bad id hours into a run).
 #include <hdf5.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 namespace longctx {
 namespace {
 
+constexpr int64_t kScanChunk = int64_t(1) << 22;  // ids per read of the open-time check: 32 MiB of int64
 constexpr const char* kPackHint = "make a token file with `longctx pack-text FILES... -o OUT.h5`";
 
 // Owns one HDF5 id of any kind.
@@ -72,6 +75,7 @@ class TokenSource final : public DataSource {
     CHECK_HINT(n_ >= need, "use more text, or shorter stages",
                "data.path = {} holds {} tokens, but stage {} needs seq_len + 1 = {} per sample",
                path_, n_, stage, need);
+    check_ids();
   }
 
   void sample(int64_t step, int64_t sample, int64_t len, int32_t* out) override {
@@ -94,6 +98,29 @@ class TokenSource final : public DataSource {
           "token id {} at position {} of {} is outside the vocabulary [0, {}) (model.vocab_size)",
           id, start + i, path_, vocab_);
       out[i] = int32_t(id);
+    }
+  }
+
+  // Every id of /tokens in [0, vocab_): one pass in chunks; the first bad one is reported.
+  void check_ids() {
+    buf_.resize(size_t(std::min(n_, kScanChunk)));
+    for (int64_t lo = 0; lo < n_; lo += kScanChunk) {
+      const hsize_t off = hsize_t(lo), count = hsize_t(std::min(kScanChunk, n_ - lo));
+      Hid mspace(H5Screate_simple(1, &count, nullptr));
+      CHECK(H5Sselect_hyperslab(space_, H5S_SELECT_SET, &off, nullptr, &count, nullptr) >= 0,
+            "HDF5 could not select tokens [{}, {}) of {}", lo, lo + int64_t(count), path_);
+      CHECK_HINT(H5Dread(dset_, H5T_NATIVE_INT64, mspace, space_, H5P_DEFAULT, buf_.data()) >= 0,
+                 "the file may be damaged (its checksums fail) or truncated",
+                 "HDF5 could not read tokens [{}, {}) of {}", lo, lo + int64_t(count), path_);
+      const auto [mn, mx] = std::minmax_element(buf_.begin(), buf_.begin() + int64_t(count));
+      if (*mn >= 0 && *mx < vocab_) continue;
+      const auto bad = std::find_if(buf_.begin(), buf_.begin() + int64_t(count),
+                                    [&](int64_t id) { return id < 0 || id >= vocab_; });
+      // Every rank reads the same file: raised alike, printed once.
+      CHECK_ALIKE(false, "re-pack the data, or raise model.vocab_size",
+                  "data.path = {}: dataset /tokens holds id {} at index {} (the first bad one of {} ids), "
+                  "outside the vocabulary [0, {}) of model.vocab_size = {}",
+                  path_, *bad, lo + (bad - buf_.begin()), n_, vocab_, vocab_);
     }
   }
 

@@ -68,6 +68,15 @@ size_t Model<B>::arena_bytes(int64_t Bn, int64_t T) {
 }
 
 template <class B>
+size_t Model<B>::op_scratch_bytes(int64_t T) const {
+  int64_t keys = 0;  // the longest key block of one attention call: a ring chunk
+  const int sp = par_.sp ? par_.sp->size() : 1;
+  for (int r = 0; r < sp; ++r)
+    for (const auto& seg : seq_layout(T, r, sp, par_.zigzag).segs) keys = std::max(keys, seg.len);
+  return be_.op_scratch_bytes(keys, m_.head_size());
+}
+
+template <class B>
 void Model<B>::configure(int64_t Bn, int64_t T, double theta) {
   shape(Bn, T);
   Arena count;

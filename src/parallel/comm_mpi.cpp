@@ -133,28 +133,3 @@ void MpiComm::do_wait(Handle& h) const {
 }
 
 }  // namespace longctx
-
-namespace longctx {
-
-std::string broadcast_string(const std::string& s, MPI_Comm comm) {
-  int64_t n = int64_t(s.size());
-  MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm);
-  std::string out = s;
-  out.resize(size_t(n));
-  if (n > 0) MPI_Bcast(out.data(), int(n), MPI_CHAR, 0, comm);
-  return out;
-}
-
-void abort_job(const Error& e) {
-  int rank = 0, size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size == 1) throw e;
-  std::fprintf(stderr, "[rank %d] %s\n", rank, e.report().c_str());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, 1);
-  std::abort();  // not reached
-}
-
-}  // namespace longctx

@@ -18,7 +18,7 @@ ProcessGroups::ProcessGroups(const Config& cfg, MPI_Comm world) {
   MPI_Comm_size(world, &g.world_size);
   const auto& p = cfg.parallel;
   g.dp = int(p.dp), g.sp = int(p.sp), g.tp = int(p.tp);
-  CHECK_HINT(int64_t(g.world_size) == p.dp * p.sp * p.tp,
+  CHECK_ALIKE(int64_t(g.world_size) == p.dp * p.sp * p.tp,
              fmt::format("start {} ranks (mpirun -np {}), or change [parallel] to multiply to {}",
                          p.dp * p.sp * p.tp, p.dp * p.sp * p.tp, g.world_size),
              "{}: parallel.dp × parallel.sp × parallel.tp = {} × {} × {} = {}, but there are {} MPI "

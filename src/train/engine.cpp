@@ -72,7 +72,7 @@ class Engine final : public StepEngine {
     double stats[2] = {local.sum, double(local.count)};
     g_.dpsp().all_reduce_sum(stats, 2);
     const LossSum tot{stats[0], int64_t(stats[1])};
-    CHECK(tot.count > 0, "no target tokens in the step's batch");
+    CHECK_ALIKE(tot.count > 0, "", "no target tokens in the step's batch");  // all-reduced: every rank
     be_.scale(gshard_, float(1.0 / double(tot.count)));
     return tot;
   }
@@ -138,7 +138,7 @@ class Engine final : public StepEngine {
     std::vector<std::string> names;
     for (size_t i = 0; i < cfg_.stages.size(); ++i) {
       const StageConfig& s = cfg_.stages[i];
-      bytes.push_back(probe.arena_bytes(s.micro_batch, s.seq_len));
+      bytes.push_back(probe.arena_bytes(s.micro_batch, s.seq_len) + probe.op_scratch_bytes(s.seq_len));
       names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", i + 1, s.seq_len, s.micro_batch));
     }
     check_memory_fits(g_, state_bytes(layout_, g_.dpsp().size(), shard_n_, sizeof(Param), true), bytes, names,

@@ -116,7 +116,7 @@ void check_memory_fits(const ProcessGroups& g, const StateBytes& state, const st
                               "state is sharded over them), or use more nodes"
                             : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
                               "model.recompute = true, lower micro_batch, or use more nodes";
-  FAIL_HINT(hint, "{}: {} do not fit: the {} rank{} of a node need {} but {} is available ({}); per rank: "
+  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a node need {} but {} is available ({}); per rank: "
             "parameters {}, gradients {}, optimizer state {}{}", what, part, ranks, ranks == 1 ? "" : "s",
             format_bytes(fig[0]), format_bytes(-fig[1]), source.empty() ? "node memory" : source,
             format_bytes(fig[2]), format_bytes(fig[3]), format_bytes(fig[4]),

@@ -16,6 +16,7 @@
 #include "longctx/log.h"
 #include "longctx/comm_mpi.h"
 #include "longctx/optim.h"
+#include "longctx/preflight.h"
 
 namespace fs = std::filesystem;
 
@@ -32,19 +33,24 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     : cfg_(cfg), opt_(opt), groups_(std::make_unique<ProcessGroups>(cfg, world)) {
   const Grid& grid = groups_->grid();
   set_threads(cfg_, grid.world_size);
-  CHECK_HINT(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
-             "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
-             opt_.stop_after_stage, cfg_.stages.size());
+  CHECK_ALIKE(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
+              "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
+              opt_.stop_after_stage, cfg_.stages.size());
+  preflight_outputs(train_outputs(cfg_), groups_->mpi_all());  // every output writable before any work
   engine_ = StepEngine::create(cfg_, *groups_);
   data_ = open_data(cfg_);
   st_.seed = cfg_.run.seed;
-  if (const char* f = std::getenv("LONGCTX_FAIL_AT"))  // "rank:step", a test hook
-    CHECK(std::sscanf(f, "%ld:%ld", &fail_rank_, &fail_step_) == 2, "LONGCTX_FAIL_AT='{}': expected rank:step", f);
+  if (const char* f = std::getenv("LONGCTX_FAIL_AT")) {  // "rank:step[:std]", a test hook
+    int end = 0;
+    CHECK(std::sscanf(f, "%ld:%ld%n", &fail_rank_, &fail_step_, &end) == 2 &&
+              (f[end] == 0 || std::string(f + end) == ":std"),
+          "LONGCTX_FAIL_AT='{}': expected rank:step or rank:step:std", f);
+  }
   std::string from;
   load_start(from);
 
   if (grid.world_rank == 0) {
-    fs::create_directories(cfg_.run.out_dir);
+    create_directories_for("run.out_dir", cfg_.run.out_dir);
     const std::string metrics = (fs::path(cfg_.run.out_dir) / "metrics.jsonl").string();
     metrics_ = open_metrics(metrics, from.empty() ? -1 : st_.global_step);
     if (!opt_.quiet) {
@@ -67,7 +73,7 @@ void Trainer::load_start(std::string& from) {
     from = latest_checkpoint(cfg_.checkpoint.dir);
   }
   from = broadcast_string(from, groups_->mpi_all());
-  CHECK_HINT(opt_.resume || from.empty(),
+  CHECK_ALIKE(opt_.resume || from.empty(),
              "pass --resume to continue that run, or --fresh to delete its checkpoints and metrics",
              "{} already holds checkpoints of a run ({})", cfg_.checkpoint.dir, from);
   const CheckpointIO io = engine_->checkpoint_io();
@@ -119,8 +125,12 @@ LossSum Trainer::accumulate_gradient() {
   if (configured_stage_ != st_.stage) start_stage();
   const StageConfig& s = cfg_.stages[size_t(st_.stage)];
   const Grid& grid = groups_->grid();
-  if (st_.global_step + 1 == fail_step_ && grid.world_rank == fail_rank_)
+  if (st_.global_step + 1 == fail_step_ && grid.world_rank == fail_rank_) {
+    if (std::string(std::getenv("LONGCTX_FAIL_AT")).ends_with(":std"))  // not a longctx::Error
+      throw std::runtime_error(fmt::format("injected std::runtime_error on rank {} at step {} (LONGCTX_FAIL_AT)",
+                                           fail_rank_, fail_step_));
     FAIL_ERROR("injected failure on rank {} at step {} (LONGCTX_FAIL_AT)", fail_rank_, fail_step_);
+  }
   const int64_t Tl = engine_->seq().T_loc;
   engine_->zero_grad();
   LossSum tot;
@@ -149,7 +159,7 @@ StepRecord Trainer::step() {
   const double t0 = MPI_Wtime();
   const LossSum tot = accumulate_gradient();
   const double gnorm = engine_->grad_norm();
-  CHECK_HINT(std::isfinite(gnorm), "lower optim.lr or raise optim.warmup_steps",
+  CHECK_ALIKE(std::isfinite(gnorm), "lower optim.lr or raise optim.warmup_steps",  // all-reduced: every rank
              "step {}: the gradient norm is {} (loss {})", st_.global_step + 1, gnorm,
              tot.sum / double(tot.count));
   const double lr = lr_at(cfg_.optim, st_.global_step, cfg_.total_steps());
@@ -213,12 +223,12 @@ int train_main(const std::string& deck, const std::vector<std::string>& override
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (rank == 0) log_info("resolved deck ({}):\n{}", deck, to_toml(cfg));
-  Trainer t(cfg, MPI_COMM_WORLD, opt);
+  Trainer t(cfg, MPI_COMM_WORLD, opt);  // what it throws reaches main, which ends the job alike
   try {
     t.run();
-  } catch (const Error& e) {
-    // End the job from here, before ~Trainer frees communicators (collective in MPI) while the
-    // other ranks wait in a collective of the step.
+  } catch (const std::exception& e) {
+    // Any exception (not only Error: a filesystem error, bad_alloc) ends the job from here, before
+    // ~Trainer frees communicators (collective in MPI) while the other ranks wait in a collective.
     abort_job(e);
   }
   return 0;

@@ -10,6 +10,8 @@ namespace fs = std::filesystem;
 
 namespace longctx {
 
+constexpr const char* kFsHint = "check the path and its permissions";
+
 void Trainer::save(const std::string& path) {
   write_checkpoint(path, cfg_, engine_->checkpoint_io(), st_, groups_->mpi_all());
 }
@@ -31,27 +33,41 @@ void prune_checkpoints(const Config& cfg) {
   int64_t sum = 0;
   for (const auto& s : cfg.stages) ends.push_back(sum += s.steps);
   std::vector<std::pair<int64_t, fs::path>> found;
-  for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-    const int64_t step = checkpoint_step(e.path().filename().string());
-    if (step >= 0) found.emplace_back(step, e.path());
+  std::error_code ec;
+  for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const int64_t step = checkpoint_step(it->path().filename().string());
+    if (step >= 0) found.emplace_back(step, it->path());
   }
+  CHECK_HINT(!ec, kFsHint, "checkpoint.dir = '{}': cannot list it to prune old checkpoints (checkpoint.keep = {}): {}",
+             cfg.checkpoint.dir, cfg.checkpoint.keep, ec.message());
   std::sort(found.rbegin(), found.rend());
   int64_t kept = 0;
   for (const auto& [step, path] : found) {
     if (std::find(ends.begin(), ends.end(), step) != ends.end()) continue;
-    if (++kept > cfg.checkpoint.keep) fs::remove(path);
+    if (++kept <= cfg.checkpoint.keep) continue;
+    fs::remove(path, ec);
+    CHECK_HINT(!ec, kFsHint, "checkpoint.dir = '{}': cannot remove old checkpoint {} (checkpoint.keep = {}): {}",
+               cfg.checkpoint.dir, path.string(), cfg.checkpoint.keep, ec.message());
   }
 }
 
 void remove_run_outputs(const Config& cfg) {
   std::error_code ec;
-  if (fs::is_directory(cfg.checkpoint.dir, ec))
-    for (const auto& e : fs::directory_iterator(cfg.checkpoint.dir)) {
-      std::string n = e.path().filename().string();
+  if (fs::is_directory(cfg.checkpoint.dir, ec)) {
+    for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string n = it->path().filename().string();
       if (n.ends_with(".tmp")) n.resize(n.size() - 4);  // an interrupted write
-      if (checkpoint_step(n) >= 0) fs::remove(e.path());
+      std::error_code rm;
+      if (checkpoint_step(n) >= 0) fs::remove(it->path(), rm);
+      CHECK_HINT(!rm, kFsHint, "--fresh: checkpoint.dir = '{}': cannot remove {}: {}", cfg.checkpoint.dir,
+                 it->path().string(), rm.message());
     }
-  fs::remove(fs::path(cfg.run.out_dir) / "metrics.jsonl", ec);
+    CHECK_HINT(!ec, kFsHint, "--fresh: checkpoint.dir = '{}': cannot list it: {}", cfg.checkpoint.dir, ec.message());
+  }
+  const fs::path metrics = fs::path(cfg.run.out_dir) / "metrics.jsonl";
+  fs::remove(metrics, ec);
+  CHECK_HINT(!ec, kFsHint, "--fresh: run.out_dir = '{}': cannot remove {}: {}",
+             cfg.run.out_dir, metrics.string(), ec.message());
 }
 
 }  // namespace longctx

@@ -35,6 +35,10 @@ struct Cpu {
   // `bytes` zeroed bytes on a 256-byte boundary (null for 0 bytes).
   Memory alloc(size_t bytes) const;
 
+  // Working space the ops keep outside any arena (the CPU attention's per-thread sums), counted by
+  // the memory plan: for blocks of up to `keys` keys.
+  size_t op_scratch_bytes(int64_t keys, int64_t HS) const { return cpu::attention_scratch_bytes(keys, HS); }
+
   Stream compute() const { return {}; }
   Stream comm() const { return {}; }
   void sync() const {}  // host work is done when the call returns

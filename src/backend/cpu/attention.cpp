@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "longctx/common.h"
+#include <omp.h>
+
 #include "longctx/ops.h"
 
 namespace longctx::cpu {
@@ -44,6 +46,11 @@ inline int64_t key_end(const AttnShape& s, int64_t t) {
   return last < 0 ? 0 : (last + 1 < s.Tk ? last + 1 : s.Tk);
 }
 }  // namespace
+
+size_t attention_scratch_bytes(int64_t Tk, int64_t HS) {
+  const int64_t per_thread = std::max(BQ * HS + BK, 2 * Tk * HS + HS);
+  return size_t(omp_get_max_threads()) * size_t(per_thread) * sizeof(float);
+}
 
 void attention_fwd(float* o, float* lse, const float* q, const float* k, const float* v,
                    const AttnShape& s, bool merge) {
