@@ -90,7 +90,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
              path, rep.global_step, rep.rope_theta, opt.samples, head, "all", "digits", "nll", "tokens");
   }
   Model model(cfg.model, layout, params.data(), grads.data(),
-              ModelParallel{&tp, &sp, cfg.parallel.tp_mode == "reduce_scatter", cfg.parallel.ring == "zigzag"});
+              ModelParallel{&tp, &sp, cfg.parallel.tp_mode == TpMode::reduce_scatter, cfg.parallel.ring == Ring::zigzag});
   const bool counts = topo.tp_rank == 0 && topo.sp_rank == 0;  // one rank of each replica tallies
   const uint64_t seed = hash64(cfg.run.seed, kEvalSalt);
   std::vector<int32_t> sample, tokens, targets;

@@ -4,8 +4,6 @@
 // type is accepted). Sample (step, sample) is the window of `len` tokens starting at a position
 // drawn uniformly from [0, N - len] by Stream(hash64(seed, step, sample)), so it is a pure function
 // of those integers. Each rank opens the file once, read-only, with the default (POSIX) driver.
-#include <hdf5.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <utility>
@@ -13,6 +11,7 @@
 
 #include "longctx/common.h"
 #include "longctx/data.h"
+#include "longctx/h5.h"
 #include "longctx/rng.h"
 
 namespace longctx {
@@ -20,26 +19,13 @@ namespace {
 
 constexpr const char* kPackHint = "make a token file with `longctx pack-text FILES... -o OUT.h5`";
 
-// Owns one HDF5 id of any kind.
-struct Hid {
-  hid_t id = -1;
-  explicit Hid(hid_t i = -1) : id(i) {}
-  Hid(Hid&& o) noexcept : id(std::exchange(o.id, -1)) {}
-  Hid& operator=(Hid&& o) noexcept {
-    std::swap(id, o.id);
-    return *this;
-  }
-  ~Hid() {
-    if (id >= 0) H5Idec_ref(id);
-  }
-  operator hid_t() const { return id; }
-};
+using Hid = h5::Handle;
 
 class TokenSource final : public DataSource {
  public:
   explicit TokenSource(const Config& cfg)
       : path_(cfg.data.path), seed_(cfg.run.seed), vocab_(cfg.model.vocab_size) {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    h5::quiet();
     CHECK_HINT(!path_.empty(), kPackHint,
                "data.kind = \"tokens\" needs data.path (an HDF5 token file)");
     std::error_code ec;

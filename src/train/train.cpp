@@ -82,8 +82,8 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     std::copy(params_.begin() + shard_lo_, params_.begin() + shard_hi_, master_.begin());
   }
   adamw_ = std::make_unique<AdamW>(cfg_.optim, layout_, shard_lo_, shard_hi_);
-  const ModelParallel par{tp_.get(), sp_.get(), cfg_.parallel.tp_mode == "reduce_scatter",
-                          cfg_.parallel.ring == "zigzag"};
+  const ModelParallel par{tp_.get(), sp_.get(), cfg_.parallel.tp_mode == TpMode::reduce_scatter,
+                          cfg_.parallel.ring == Ring::zigzag};
   model_ = std::make_unique<Model>(cfg_.model, layout_, params_.data(), grads_.data(), par);
   if (cfg_.model.n_kv_heads < topo_.tp) {  // K/V heads replicated over the tp ranks sharing one
     const TpShard s = tp_shard(cfg_.model, topo_.tp_rank, topo_.tp);
