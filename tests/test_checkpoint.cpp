@@ -26,6 +26,8 @@ Config small_config() {
   Config c;  // defaults are valid; a small GQA model
   c.model.vocab_size = 264, c.model.d_model = 32, c.model.n_layers = 2;
   c.model.n_heads = 4, c.model.n_kv_heads = 2, c.model.d_ff = 40;
+  // Stages that some_state() is consistent with (resume checks it): 116 + 7 = global_step 123.
+  c.stages = {StageConfig{512, 1e4, 116, 1, 1}, StageConfig{1024, 12345.678, 20, 1, 1}};
   return c;
 }
 

@@ -106,4 +106,11 @@ std::vector<Job> make_jobs(const CheckpointIO& io, const std::string& weights, b
 void transfer(hid_t file, const Job& j, hid_t dxpl, bool collective, hid_t bf16, bool write,
               const std::string& path);
 
+// ---- checkpoint_state.cpp ---------------------------------------------------------------------
+
+// Refuses a /state value out of range, inconsistent with the others or (with `resume`) with the
+// deck's stages; the message names the attribute, its value, what is allowed and the file.
+void validate_state(const TrainState& st, const Config& cfg, bool resume, const std::string& path,
+                    hid_t file);
+
 }  // namespace longctx::ckpt

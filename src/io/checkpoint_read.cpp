@@ -57,6 +57,7 @@ TrainState read_checkpoint(const std::string& path, const Config& cfg, const Che
   for (auto [name, field] : kStateInts) st.*field = get_i64(sg, "/state", name, path);
   st.rope_theta = get_num<double>(sg, "/state", "rope_theta", H5T_NATIVE_DOUBLE, path);
   st.seed = get_num<uint64_t>(sg, "/state", "seed", H5T_NATIVE_UINT64, path);
+  validate_state(st, cfg, with_optimizer, path, file);
 
   // Weights: exact fp32 from /optimizer/master when present, else the bf16 /model.
   const bool has_master = H5Lexists(file, "/optimizer", H5P_DEFAULT) > 0 &&
