@@ -1,4 +1,4 @@
-// Tests of HDF5 checkpoints (src/io/checkpoint.cpp, src/io/checkpoint_info.cpp).
+// Tests of HDF5 checkpoints (src/io/checkpoint_*.cpp): round trips, layouts, errors, names.
 #include <hdf5.h>
 
 #include <bit>
