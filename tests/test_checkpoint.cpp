@@ -1,4 +1,4 @@
-// Tests of HDF5 checkpoints (src/io/checkpoint.cpp, src/io/checkpoint_info.cpp).
+// Tests of HDF5 checkpoints (src/io/checkpoint_*.cpp): round trips, layouts, errors, names.
 #include <hdf5.h>
 
 #include <bit>
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "catch.h"
+#include "longctx/bf16.h"
 #include "longctx/checkpoint.h"
 #include "util.h"
 
@@ -25,6 +26,8 @@ Config small_config() {
   Config c;  // defaults are valid; a small GQA model
   c.model.vocab_size = 264, c.model.d_model = 32, c.model.n_layers = 2;
   c.model.n_heads = 4, c.model.n_kv_heads = 2, c.model.d_ff = 40;
+  // Stages that some_state() is consistent with (resume checks it): 116 + 7 = global_step 123.
+  c.stages = {StageConfig{512, 1e4, 116, 1, 1}, StageConfig{1024, 12345.678, 20, 1, 1}};
   return c;
 }
 
@@ -57,13 +60,6 @@ struct Buffers {
 
 bool same_bits(const float* a, const float* b, size_t n) {
   return std::memcmp(a, b, n * sizeof(float)) == 0;
-}
-
-// bf16 round-to-nearest-even, written independently of the code under test (normal inputs).
-float bf16_ref(float x) {
-  if (x == 0.0f) return x;
-  const double ulp = std::ldexp(1.0, std::ilogb(x) - 7);  // 8 significant bits
-  return float(std::nearbyint(double(x) / ulp) * ulp);    // default rounding mode: ties to even
 }
 
 void set_serial(bool on) {
@@ -176,7 +172,7 @@ TEST_CASE("checkpoint round trip: fp32 state exact, /model rounded to bf16", "[c
     int64_t bad = 0, bad_bound = 0;
     for (size_t i = 0; i < n; ++i) {
       const float x = a.params[i], r = c.params[i];
-      bad += std::bit_cast<uint32_t>(r) != std::bit_cast<uint32_t>(bf16_ref(x));
+      bad += std::bit_cast<uint32_t>(r) != std::bit_cast<uint32_t>(bf16_round(x));
       bad_bound += !(std::fabs(x - r) <= 0x1p-8f * std::fabs(x));
     }
     CHECK(bad == 0);
@@ -443,7 +439,7 @@ TEST_CASE("checkpoints written from several ranks read back under another layout
         for (size_t t = 0; t < full.tensors.size(); ++t) {
           const auto got = read_as_float(path, "/model/" + full.tensors[t].name);
           for (size_t i = 0; i < got.size(); ++i)
-            bad += got[i] != bf16_ref(-ex[size_t(full.tensors[t].offset) + i]);
+            bad += got[i] != bf16_round(-ex[size_t(full.tensors[t].offset) + i]);
         }
       int64_t all_bad = 0;
       MPI_Allreduce(&bad, &all_bad, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);

@@ -13,6 +13,11 @@
 
 using longctx::Config;
 using longctx::parse_deck_text;
+using longctx::DataKind;
+using longctx::Filler;
+using longctx::Ring;
+using longctx::Schedule;
+using longctx::TpMode;
 using longctx::test::error_of;
 
 namespace {
@@ -394,20 +399,20 @@ TEST_CASE("deck: a full deck gives the expected values", "[deck]") {
   CHECK(c.parallel.dp == 2);
   CHECK(c.parallel.tp == 2);
   CHECK(c.parallel.sp == 2);
-  CHECK(c.parallel.tp_mode == "reduce_scatter");
-  CHECK(c.parallel.ring == "contiguous");
+  CHECK(c.parallel.tp_mode == TpMode::reduce_scatter);
+  CHECK(c.parallel.ring == Ring::contiguous);
   CHECK(c.optim.lr == 1e-3);
   CHECK(c.optim.min_lr == 1e-4);
   CHECK(c.optim.warmup_steps == 3);
-  CHECK(c.optim.schedule == "constant");
+  CHECK(c.optim.schedule == Schedule::constant);
   CHECK(c.optim.weight_decay == 0.0);
   CHECK(c.optim.beta1 == 0.8);
   CHECK(c.optim.beta2 == 0.99);
   CHECK(c.optim.eps == 1e-6);
   CHECK(c.optim.grad_clip == 0.0);
-  CHECK(c.data.kind == "tokens");
+  CHECK(c.data.kind == DataKind::tokens);
   CHECK(c.data.path == "data/train.h5");
-  CHECK(c.data.filler == "random_words");
+  CHECK(c.data.filler == Filler::random_words);
   CHECK(c.data.needle_depth == 0.5);
   CHECK(c.data.key_digits == 7);
   CHECK(c.checkpoint.dir == "ckpt");
@@ -457,7 +462,7 @@ TEST_CASE("deck: --set overrides change values", "[deck]") {
   CHECK(c.stages[0].steps == 10);
   CHECK(c.stages[1].steps == 7);
   CHECK(c.stages[0].micro_batch == 4);
-  CHECK(c.data.kind == "tokens");
+  CHECK(c.data.kind == DataKind::tokens);
   CHECK(c.data.path == "x.h5");
   CHECK(c.optim.lr == 0.002);
   CHECK(c.run.name == "quoted");

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "attention_ref.h"
+#include "longctx/bf16.h"
 #include "longctx/flash.h"
 #include "util.h"
 
@@ -21,19 +22,6 @@ using namespace longctx;
 using namespace longctx::test;
 
 namespace {
-
-uint16_t to_bf16_bits(float x) {  // round to nearest even
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  u += 0x7fff + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
-float from_bf16_bits(uint16_t h) {
-  uint32_t u = uint32_t(h) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
 
 template <class T>
 struct Dev {  // a device buffer
@@ -56,7 +44,7 @@ struct Bf16Tensor {
   Dev<uint16_t> d;
   explicit Bf16Tensor(size_t n, float scale = 1.0f) : f(randn(n, scale)), d(n) {
     std::vector<uint16_t> bits(n);
-    for (size_t i = 0; i < n; ++i) bits[i] = to_bf16_bits(f[i]), f[i] = from_bf16_bits(bits[i]);
+    for (size_t i = 0; i < n; ++i) bits[i] = bf16_bits(f[i]), f[i] = bf16_to_float(bits[i]);
     d.put(bits);
   }
 };
@@ -70,9 +58,9 @@ double rel_err(const std::vector<float>& a, const std::vector<double>& ref) {
   }
   return std::sqrt(e / std::max(r, 1e-300));
 }
-std::vector<float> bf16_to_float(const std::vector<uint16_t>& b) {
+std::vector<float> to_floats(const std::vector<uint16_t>& b) {
   std::vector<float> f(b.size());
-  for (size_t i = 0; i < b.size(); ++i) f[i] = from_bf16_bits(b[i]);
+  for (size_t i = 0; i < b.size(); ++i) f[i] = bf16_to_float(b[i]);
   return f;
 }
 
@@ -110,7 +98,7 @@ TEST_CASE("GPU flash forward equals fp64 attention", "[gpu]") {
     cpu::AttnShape cs{c.B, c.T, c.T, c.NH, c.NKV, c.HS};
     cs.causal = c.causal;
     const Naive r = naive(cs, q.f, k.f, v.f, nullptr);
-    CHECK(rel_err(bf16_to_float(o.get()), r.o) < kFwdTol);
+    CHECK(rel_err(to_floats(o.get()), r.o) < kFwdTol);
     CHECK(rel_err(o32.get(), r.o) < kFwdTol);
     // lse: fp32 sums of exact bf16 products; 1e-3 relative.
     CHECK(rel_err(lse.get(), r.lse) < 1e-3);
@@ -243,7 +231,7 @@ TEST_CASE("GPU flash backward: finite-difference spot check", "[gpu]") {
   Dev<uint16_t> o(q.f.size());
   Dev<float> o32(q.f.size()), lse(T * NH), delta(T * NH), dq(q.f.size()), dk(k.f.size()), dv(v.f.size());
   auto set = [](Bf16Tensor& t, size_t idx, float val) {
-    const uint16_t bits = to_bf16_bits(val);
+    const uint16_t bits = bf16_bits(val);
     REQUIRE(cudaMemcpy(t.d.p + idx, &bits, 2, cudaMemcpyHostToDevice) == cudaSuccess);
   };
   auto loss = [&] {  // L = <O, R>, O from the fp32 output

@@ -32,7 +32,7 @@ Sample make(const DataConfig& d, uint64_t seed, int64_t len, int64_t step = 0, i
 
 DataConfig data(const std::string& filler, double depth, int64_t digits = 5) {
   DataConfig d;
-  d.filler = filler;
+  d.filler = *mode_from_string<Filler>(filler);
   d.needle_depth = depth;
   d.key_digits = digits;
   return d;
@@ -254,7 +254,7 @@ TEST_CASE("needle: data source", "[data]") {
   auto src = make_needle_source(cfg);
   CHECK(src->describe() == "needle/passkey, random_words filler, 7-digit keys, depth 0.5");
   cfg.data.needle_depth = -1.0;
-  cfg.data.filler = "landmark";
+  cfg.data.filler = Filler::landmark;
   cfg.data.key_digits = 5;
   src = make_needle_source(cfg);
   CHECK(src->describe() == "needle/passkey, landmark filler, 5-digit keys, depth random");

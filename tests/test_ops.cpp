@@ -251,13 +251,13 @@ TEST_CASE("AdamW update equals the formula; LR schedule shape", "[op]") {
     REQUIRE(m2[i] == Approx(mi).epsilon(1e-5).margin(1e-7));
   }
   OptimConfig o;
-  o.lr = 1e-3, o.min_lr = 1e-4, o.warmup_steps = 10, o.schedule = "cosine";
+  o.lr = 1e-3, o.min_lr = 1e-4, o.warmup_steps = 10, o.schedule = Schedule::cosine;
   CHECK(lr_at(o, 0, 100) == Approx(1e-4));
   CHECK(lr_at(o, 9, 100) == Approx(1e-3));
   CHECK(lr_at(o, 10, 100) == Approx(1e-3));
   CHECK(lr_at(o, 99, 100) == Approx(1e-4));
   CHECK(lr_at(o, 54, 100) < 1e-3);
   CHECK(lr_at(o, 54, 100) > 1e-4);
-  o.schedule = "constant";
+  o.schedule = Schedule::constant;
   CHECK(lr_at(o, 80, 100) == Approx(1e-3));
 }

@@ -48,7 +48,7 @@ void write_tokens(const std::string& path, const std::vector<int64_t>& v, hid_t 
 
 Config token_config(const std::string& path, int64_t seq_len) {
   Config c;
-  c.data.kind = "tokens";
+  c.data.kind = DataKind::tokens;
   c.data.path = path;
   c.model.vocab_size = 264;
   StageConfig s;

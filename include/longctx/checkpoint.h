@@ -65,8 +65,11 @@ std::string latest_checkpoint(const std::string& dir);
 // File name for a checkpoint after `global_step` steps: dir/ckpt_0000120.h5.
 std::string checkpoint_path(const std::string& dir, int64_t global_step);
 
-// `longctx info CKPT`: a short human summary (format, config, state, tensors with shapes).
-std::string checkpoint_summary(const std::string& path);
+// `longctx info CKPT`: a short human summary (format, config, state, tensors with shapes). With
+// verify, every dataset is read in full so that HDF5 checks its Fletcher32 checksums; a dataset
+// that fails throws Error naming it and calling the file corrupt. Without, the summary says that
+// only attributes were read.
+std::string checkpoint_summary(const std::string& path, bool verify = true);
 
 // A rectangular block of an N-D array: first index and extent per dimension.
 struct Slab {

@@ -6,13 +6,68 @@
 // inconsistent values throw longctx::Error naming the deck file, the line, the key and the range.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include <fmt/format.h>
 #include <mpi.h>
 
 namespace longctx {
+
+// ---- the string-valued keys, as enums -----------------------------------------------------------
+// Each has one name table (ModeNames<E>::names, in enum order): the deck parser, to_toml and every
+// message spell the values from it, so the deck text stays "zigzag", "reduce_scatter", ...
+
+enum class TpMode { all_reduce, reduce_scatter };  // parallel.tp_mode
+enum class Ring { zigzag, contiguous };             // parallel.ring
+enum class Schedule { cosine, constant };           // optim.schedule
+enum class DataKind { needle, tokens };             // data.kind
+enum class Filler { landmark, random_words };       // data.filler
+
+template <class E>
+struct ModeNames;
+template <>
+struct ModeNames<TpMode> {
+  static constexpr std::array<std::string_view, 2> names{"all_reduce", "reduce_scatter"};
+};
+template <>
+struct ModeNames<Ring> {
+  static constexpr std::array<std::string_view, 2> names{"zigzag", "contiguous"};
+};
+template <>
+struct ModeNames<Schedule> {
+  static constexpr std::array<std::string_view, 2> names{"cosine", "constant"};
+};
+template <>
+struct ModeNames<DataKind> {
+  static constexpr std::array<std::string_view, 2> names{"needle", "tokens"};
+};
+template <>
+struct ModeNames<Filler> {
+  static constexpr std::array<std::string_view, 2> names{"landmark", "random_words"};
+};
+
+template <class E>
+concept Mode = requires { ModeNames<E>::names; };
+
+// The deck spelling of a mode ("reduce_scatter"); "?" for a value outside the enum.
+template <Mode E>
+constexpr std::string_view to_string(E e) {
+  const auto i = static_cast<size_t>(e);
+  return i < ModeNames<E>::names.size() ? ModeNames<E>::names[i] : std::string_view("?");
+}
+// The mode a deck spelling names, or nullopt for any other text.
+template <Mode E>
+constexpr std::optional<E> mode_from_string(std::string_view s) {
+  for (size_t i = 0; i < ModeNames<E>::names.size(); ++i)
+    if (ModeNames<E>::names[i] == s) return static_cast<E>(i);
+  return std::nullopt;
+}
 
 struct RunConfig {
   std::string name = "longctx";  // [A-Za-z0-9._-]+
@@ -38,24 +93,24 @@ struct ModelConfig {
 
 struct ParallelConfig {
   int64_t dp = 1, tp = 1, sp = 1;
-  std::string tp_mode = "all_reduce";  // "all_reduce" | "reduce_scatter"
-  std::string ring = "zigzag";         // "zigzag" | "contiguous"
+  TpMode tp_mode = TpMode::all_reduce;  // "all_reduce" | "reduce_scatter"
+  Ring ring = Ring::zigzag;             // "zigzag" | "contiguous"
 };
 
 struct OptimConfig {
   double lr = 3e-4;
   double min_lr = 0.0;
   int64_t warmup_steps = 0;
-  std::string schedule = "cosine";  // "cosine" | "constant"; over the whole run (all stages)
+  Schedule schedule = Schedule::cosine;  // "cosine" | "constant"; over the whole run (all stages)
   double weight_decay = 0.1;        // decoupled; never applied to norm weights
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   double grad_clip = 1.0;  // global L2 norm; 0 disables
 };
 
 struct DataConfig {
-  std::string kind = "needle";    // "needle" (synthetic passkey) | "tokens" (HDF5 /tokens)
-  std::string path;               // HDF5 file for kind = "tokens"
-  std::string filler = "landmark";  // "landmark" | "random_words" (needle data)
+  DataKind kind = DataKind::needle;  // "needle" (synthetic passkey) | "tokens" (HDF5 /tokens)
+  std::string path;                  // HDF5 file for kind = "tokens"
+  Filler filler = Filler::landmark;  // "landmark" | "random_words" (needle data)
   double needle_depth = -1.0;     // fraction of the context before the needle; -1 = random
   int64_t key_digits = 5;         // digits of the pass key
 };
@@ -105,3 +160,12 @@ int64_t seq_len_multiple(const ParallelConfig& p);
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, MPI_Comm comm);
 
 }  // namespace longctx
+
+// Modes format as their deck spelling: fmt::format("{}", Ring::zigzag) == "zigzag".
+template <longctx::Mode E>
+struct fmt::formatter<E> : fmt::formatter<std::string_view> {
+  template <class Ctx>
+  auto format(E e, Ctx& ctx) const {
+    return fmt::formatter<std::string_view>::format(longctx::to_string(e), ctx);
+  }
+};

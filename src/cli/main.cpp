@@ -35,7 +35,9 @@ static const Usage kUsages[] = {
       checkpoint.dir) by context length (default: the stages' lengths) and needle depth (default
       0,0.25,0.5,0.75,1), 8 samples per cell, at the checkpoint's rope_theta. Runs on the deck's
       layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.)"},
-    {"info", R"(  longctx info CHECKPOINT.h5        Summarise a checkpoint (h5dump -H shows the whole tree).)"},
+    {"info", R"(  longctx info [--no-verify] CHECKPOINT.h5
+      Summarise a checkpoint and verify its data checksums (reads every dataset; --no-verify
+      reads attributes only). h5dump -H shows the whole tree.)"},
     {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5
       Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".)"},
     {"help", R"(  longctx help [COMMAND] | --help | --version
@@ -138,9 +140,15 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     return eval_main(deck, sets, opt);
   }
   if (cmd == "info") {
-    CHECK_ARG(args.size() == 2, "longctx info runs/tiny/checkpoints/ckpt_0000200.h5",
+    std::vector<std::string> paths;
+    bool verify = true;
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (args[i] == "--no-verify") verify = false;
+      else paths.push_back(args[i]);
+    }
+    CHECK_ARG(paths.size() == 1, "longctx info [--no-verify] runs/tiny/checkpoints/ckpt_0000200.h5",
                "info: expected one checkpoint path");
-    if (rank == 0) std::fputs(checkpoint_summary(args[1]).c_str(), stdout);
+    if (rank == 0) std::fputs(checkpoint_summary(paths[0], verify).c_str(), stdout);
     return 0;
   }
   if (cmd == "pack-text") {

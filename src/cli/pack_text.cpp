@@ -4,8 +4,6 @@
 // /tokens (chunked, Fletcher32, gzip level 1 when HDF5 has it), with root attributes vocab="byte",
 // n_documents, n_tokens. Files are streamed in blocks; OUT.h5.tmp is renamed to OUT.h5 only when
 // complete, and removed on any failure.
-#include <hdf5.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -14,6 +12,7 @@
 
 #include "longctx/common.h"
 #include "longctx/data.h"
+#include "longctx/h5.h"
 
 namespace longctx {
 namespace {
@@ -22,15 +21,7 @@ namespace fs = std::filesystem;
 
 constexpr hsize_t kChunk = hsize_t(1) << 18;  // tokens per chunk: 1 MiB of uint32
 
-struct Hid {  // owns one HDF5 id of any kind
-  hid_t id = -1;
-  explicit Hid(hid_t i = -1) : id(i) {}
-  Hid(const Hid&) = delete;
-  ~Hid() {
-    if (id >= 0) H5Idec_ref(id);
-  }
-  operator hid_t() const { return id; }
-};
+using Hid = h5::Handle;
 
 // Appends tokens to /tokens, a block at a time.
 class TokenWriter {
@@ -47,7 +38,7 @@ class TokenWriter {
       ok = ok && H5Pset_deflate(dcpl, 1) >= 0;
     ok = ok && H5Pset_fletcher32(dcpl) >= 0;  // last: the checksum covers the stored bytes
     CHECK(ok, "pack-text: HDF5 could not set up /tokens in {}", path);
-    dset_.id = H5Dcreate2(file, "/tokens", H5T_STD_U32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    dset_ = Hid(H5Dcreate2(file, "/tokens", H5T_STD_U32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT));
     CHECK(dset_ >= 0, "pack-text: HDF5 could not create /tokens in {}", path);
     buf_.reserve(kChunk);
   }
@@ -112,15 +103,14 @@ int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp)
   put_attr(file, "vocab", str, "byte", tmp);
   put_attr(file, "n_documents", H5T_NATIVE_INT64, &docs, tmp);
   put_attr(file, "n_tokens", H5T_NATIVE_INT64, &n, tmp);
-  const hid_t f = std::exchange(file.id, -1);
-  CHECK_HINT(H5Fclose(f) >= 0, "is the disk full?", "pack-text: HDF5 could not close {}", tmp);
+  CHECK_HINT(file.close() >= 0, "is the disk full?", "pack-text: HDF5 could not close {}", tmp);
   return n;
 }
 
 }  // namespace
 
 int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path) {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  h5::quiet();
   CHECK_HINT(!files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
              "pack-text: no input files");
   std::error_code ec;

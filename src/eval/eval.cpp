@@ -76,8 +76,8 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   set_threads(cfg, grid.world_size);
   const Cpu be;
   const ParamLayout layout = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
-  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode == "reduce_scatter",
-                          cfg.parallel.ring == "zigzag"};
+  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode == TpMode::reduce_scatter,
+                          cfg.parallel.ring == Ring::zigzag};
   {  // the memory plan: the weights and the largest length's activations, before allocating (the
      // forward keeps only tile-sized op scratch, so the backward's op_scratch_bytes is not counted)
     Model<Cpu> probe(be, cfg.model, layout, nullptr, nullptr, par);

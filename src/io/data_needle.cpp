@@ -52,7 +52,7 @@ constexpr uint64_t kNumWords = sizeof(kWords) / sizeof(kWords[0]);
 static_assert(kNumWords == 200);
 
 void check_settings(const DataConfig& d) {
-  CHECK(d.filler == "landmark" || d.filler == "random_words",
+  CHECK(d.filler == Filler::landmark || d.filler == Filler::random_words,
         "data.filler = '{}' is not known (expected \"landmark\" or \"random_words\")", d.filler);
   CHECK(d.key_digits >= 1, "data.key_digits = {} must be at least 1", d.key_digits);
   CHECK(d.needle_depth == -1.0 || (d.needle_depth >= 0.0 && d.needle_depth <= 1.0),
@@ -107,7 +107,7 @@ NeedleInfo needle_sample(const DataConfig& d, uint64_t seed, int64_t step, int64
 
   // Generate whole sentences until the filler covers the room, and take the boundary nearest to
   // depth * R among those <= R.
-  const bool landmark = d.filler == "landmark";
+  const bool landmark = d.filler == Filler::landmark;
   const double target = depth * double(room);
   static thread_local std::string filler;  // reused: no allocation per sample once grown
   filler.clear();

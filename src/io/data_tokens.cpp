@@ -15,6 +15,7 @@
 
 #include "longctx/common.h"
 #include "longctx/data.h"
+#include "longctx/h5.h"
 #include "longctx/rng.h"
 
 namespace longctx {
@@ -23,26 +24,13 @@ namespace {
 constexpr int64_t kScanChunk = int64_t(1) << 22;  // ids per read of the open-time check: 32 MiB of int64
 constexpr const char* kPackHint = "make a token file with `longctx pack-text FILES... -o OUT.h5`";
 
-// Owns one HDF5 id of any kind.
-struct Hid {
-  hid_t id = -1;
-  explicit Hid(hid_t i = -1) : id(i) {}
-  Hid(Hid&& o) noexcept : id(std::exchange(o.id, -1)) {}
-  Hid& operator=(Hid&& o) noexcept {
-    std::swap(id, o.id);
-    return *this;
-  }
-  ~Hid() {
-    if (id >= 0) H5Idec_ref(id);
-  }
-  operator hid_t() const { return id; }
-};
+using Hid = h5::Handle;
 
 class TokenSource final : public DataSource {
  public:
   explicit TokenSource(const Config& cfg)
       : path_(cfg.data.path), seed_(cfg.run.seed), vocab_(cfg.model.vocab_size) {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    h5::quiet();
     CHECK_HINT(!path_.empty(), kPackHint,
                "data.kind = \"tokens\" needs data.path (an HDF5 token file)");
     std::error_code ec;

@@ -123,7 +123,7 @@ class Engine final : public StepEngine {
 
  private:
   ModelParallel parallel() const {
-    return {&g_.tp(), &g_.sp(), cfg_.parallel.tp_mode == "reduce_scatter", cfg_.parallel.ring == "zigzag"};
+    return {&g_.tp(), &g_.sp(), cfg_.parallel.tp_mode == TpMode::reduce_scatter, cfg_.parallel.ring == Ring::zigzag};
   }
   void take_state(Arena& a) {
     const int64_t flat = g_.dpsp().size() * shard_n_;

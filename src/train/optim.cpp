@@ -11,7 +11,7 @@ namespace longctx {
 double lr_at(const OptimConfig& o, int64_t step, int64_t total) {
   if (o.warmup_steps > 0 && step < o.warmup_steps)
     return o.lr * double(step + 1) / double(o.warmup_steps);
-  if (o.schedule == "constant") return o.lr;
+  if (o.schedule == Schedule::constant) return o.lr;
   const int64_t decay_steps = total - o.warmup_steps;
   if (decay_steps <= 1) return o.lr;
   const double frac = double(step - o.warmup_steps) / double(decay_steps - 1);  // 0 .. 1
