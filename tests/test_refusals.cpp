@@ -149,3 +149,19 @@ TEST_CASE("pack-text onto a directory is refused with its name and leaves nothin
   CHECK(entries(dir) == before);  // no outdir.tmp
   CHECK(fs::is_empty(dir + "/outdir"));
 }
+
+TEST_CASE("a checkpoint a killed job left half-written is removed when the next job starts", "[e2e]") {
+  const std::string dir = temp_dir("unfinished");
+  fs::create_directories(dir + "/checkpoints");
+  std::ofstream(dir + "/checkpoints/ckpt_0000002.h5.tmp") << "half a file";
+  std::ofstream(dir + "/checkpoints/notes.tmp") << "not ours";
+  std::string out;
+  const int rc = run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir), &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "ckpt_0000002.h5.tmp, a checkpoint an earlier job did not finish writing"));
+  const std::set<std::string> left = entries(dir + "/checkpoints");
+  CHECK(left.count("ckpt_0000002.h5.tmp") == 0);
+  CHECK(left.count("notes.tmp") == 1);  // only files of the checkpoint name pattern are touched
+  for (const std::string& f : left) CHECK((!f.ends_with(".tmp") || f == "notes.tmp"));
+}

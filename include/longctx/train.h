@@ -90,6 +90,8 @@ void set_threads(const Config& cfg, int world_size);
 // (those at stage ends always stay); remove: --fresh deletes an earlier run's checkpoints and metrics.
 void prune_checkpoints(const Config& cfg);
 void remove_run_outputs(const Config& cfg);
+// Removes checkpoint.dir's ckpt_N.h5.tmp files (writes a killed job never finished); returns them.
+std::vector<std::string> remove_unfinished_checkpoints(const Config& cfg);
 
 // `longctx train DECK [--set k=v]... [--resume|--fresh]`; returns the process exit code.
 int train_main(const std::string& deck, const std::vector<std::string>& overrides,

@@ -48,14 +48,33 @@ void create_objects(hid_t file, const Config& cfg, const ParamLayout& layout, co
 
 }  // namespace
 
+namespace {
+void write_tmp(const std::string& path, const std::string& tmp, const Config& cfg, const CheckpointIO& io,
+               const TrainState& st, MPI_Comm comm);
+}
+
 void write_checkpoint(const std::string& path, const Config& cfg, const CheckpointIO& io,
                       const TrainState& st, MPI_Comm comm) {
+  const std::string tmp = path + ".tmp";
+  try {
+    write_tmp(path, tmp, cfg, io, st, comm);
+  } catch (...) {  // this rank failed: leave no half-written file behind (a killed job's is
+    std::error_code ec;  // removed when the next one starts: remove_unfinished_checkpoints)
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) fs::remove(tmp, ec);
+    throw;
+  }
+}
+
+namespace {
+void write_tmp(const std::string& path, const std::string& tmp, const Config& cfg, const CheckpointIO& io,
+               const TrainState& st, MPI_Comm comm) {
   h5::quiet();
   check_io(io, true);
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
-  const std::string tmp = path + ".tmp";
   if (rank == 0) {
     std::error_code ec;
     const fs::path parent = fs::path(path).parent_path();
@@ -104,5 +123,7 @@ void write_checkpoint(const std::string& path, const Config& cfg, const Checkpoi
   }
   MPI_Barrier(comm);
 }
+
+}  // namespace
 
 }  // namespace longctx

@@ -70,6 +70,8 @@ void Trainer::load_start(std::string& from) {
   // other nodes may see a stale listing): every rank then reads the same file, or none.
   if (root) {
     if (opt_.fresh) remove_run_outputs(cfg_);
+    for (const std::string& f : remove_unfinished_checkpoints(cfg_))
+      log_warn("removed {}, a checkpoint an earlier job did not finish writing", f);
     from = latest_checkpoint(cfg_.checkpoint.dir);
   }
   from = broadcast_string(from, groups_->mpi_all());

@@ -70,4 +70,20 @@ void remove_run_outputs(const Config& cfg) {
              cfg.run.out_dir, metrics.string(), ec.message());
 }
 
+std::vector<std::string> remove_unfinished_checkpoints(const Config& cfg) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return removed;
+  for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    if (!n.ends_with(".tmp") || checkpoint_step(n.substr(0, n.size() - 4)) < 0) continue;
+    std::error_code rm;
+    fs::remove(it->path(), rm);
+    CHECK_HINT(!rm, kFsHint, "checkpoint.dir = '{}': cannot remove the unfinished checkpoint {}: {}",
+               cfg.checkpoint.dir, it->path().string(), rm.message());
+    removed.push_back(it->path().string());
+  }
+  return removed;
+}
+
 }  // namespace longctx
