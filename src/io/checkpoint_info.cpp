@@ -4,20 +4,13 @@
 #include <filesystem>
 
 #include "longctx/checkpoint.h"
+#include <fmt/ranges.h>
+
 #include "longctx/common.h"
 #include "longctx/h5.h"
 
 namespace longctx {
 namespace fs = std::filesystem;
-
-static std::string shape_str(const std::vector<int64_t>& v) {  // "264,32"
-  std::string s;
-  for (int64_t x : v) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(x);
-  }
-  return s;
-}
 
 // ---- checksums --------------------------------------------------------------------------------
 
@@ -146,9 +139,9 @@ std::string checkpoint_summary(const std::string& path, bool verify) {
       continue;
     ++found, params += t.numel;
     if (!t.name.starts_with("layers/"))
-      outer += fmt::format(" {}[{}]", t.name, shape_str(t.shape));
+      outer += fmt::format(" {}[{}]", t.name, fmt::join(t.shape, ","));
     else if (t.name.starts_with("layers/00/"))
-      layer += fmt::format(" {}[{}]", t.name.substr(10), shape_str(t.shape));
+      layer += fmt::format(" {}[{}]", t.name.substr(10), fmt::join(t.shape, ","));
   }
   const bool has_opt = H5Lexists(file, "/optimizer", H5P_DEFAULT) > 0;
   uint64_t seed = 0;

@@ -1,18 +1,11 @@
 // checkpoint_slabs.cpp — flat_range_slabs: a flat element range [lo, hi) of an N-D tensor as at
 // most 2·N−1 rectangular blocks (how a ZeRO shard of the flat buffer lands in each tensor).
 #include "longctx/checkpoint.h"
+#include <fmt/ranges.h>
+
 #include "longctx/common.h"
 
 namespace longctx {
-
-static std::string shape_str(const std::vector<int64_t>& v) {  // "264,32"
-  std::string s;
-  for (int64_t x : v) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(x);
-  }
-  return s;
-}
 
 // ---- flat range -> slabs ----------------------------------------------------------------------
 
@@ -50,7 +43,7 @@ std::vector<Slab> flat_range_slabs(const std::vector<int64_t>& shape, int64_t lo
   CHECK(!shape.empty(), "flat_range_slabs: a tensor needs at least one dimension");
   int64_t n = 1;
   for (int64_t d : shape) {
-    CHECK(d > 0, "flat_range_slabs: empty dimension in shape [{}]", shape_str(shape));
+    CHECK(d > 0, "flat_range_slabs: empty dimension in shape [{}]", fmt::join(shape, ","));
     n *= d;
   }
   CHECK(0 <= lo && lo <= hi && hi <= n, "flat_range_slabs: range [{}, {}) outside [0, {})", lo, hi,
