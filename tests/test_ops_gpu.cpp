@@ -123,7 +123,7 @@ std::mt19937_64 rng() { return std::mt19937_64(fresh_seed()); }
 
 }  // namespace
 
-TEST_CASE("GPU casts round to nearest even, bf16 to fp32 exactly", "[gpu]") {
+TEST_CASE("GPU casts round to nearest even, bf16 to fp32 exactly", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   // 3000001 > 4096 blocks × 256 threads: the grid-stride loop runs several rounds.
   for (int64_t n : {int64_t(1), int64_t(1000), int64_t(3000001)}) {
@@ -145,7 +145,7 @@ TEST_CASE("GPU casts round to nearest even, bf16 to fp32 exactly", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU fill, add and scale equal the CPU's to the bit", "[gpu]") {
+TEST_CASE("GPU fill, add and scale equal the CPU's to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (int64_t n : {int64_t(1), int64_t(4099), int64_t(3000001)}) {
     INFO("n = " << n);
@@ -172,7 +172,7 @@ TEST_CASE("GPU fill, add and scale equal the CPU's to the bit", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit", "[gpu]") {
+TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   Dev<char> ws(gpu::sum_squares_workspace_bytes());
   for (int64_t n : {int64_t(1), int64_t(12345), int64_t(3000001)}) {
@@ -194,7 +194,7 @@ TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit",
   CHECK(zero.get()[0] == 0.0);
 }
 
-TEST_CASE("GPU embedding forward copies rows; backward equals the CPU's to the bit", "[gpu]") {
+TEST_CASE("GPU embedding forward copies rows; backward equals the CPU's to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   struct Case {
     int64_t N, C, v0, V, Vtot;
@@ -229,7 +229,7 @@ TEST_CASE("GPU embedding forward copies rows; backward equals the CPU's to the b
   }
 }
 
-TEST_CASE("GPU rmsnorm forward matches the CPU", "[gpu]") {
+TEST_CASE("GPU rmsnorm forward matches the CPU", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (auto [N, C] : Sizes{{1, 1}, {37, 64}, {53, 1000}, {300, 4096}, {5, 8192}}) {
     INFO("N=" << N << " C=" << C);
@@ -251,7 +251,7 @@ TEST_CASE("GPU rmsnorm forward matches the CPU", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU rmsnorm backward matches the CPU; dw repeats to the bit", "[gpu]") {
+TEST_CASE("GPU rmsnorm backward matches the CPU; dw repeats to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (auto [N, C] : Sizes{{1, 1}, {37, 64}, {1000, 1000}, {5000, 256}, {64, 4096}}) {
     INFO("N=" << N << " C=" << C);
@@ -311,7 +311,7 @@ TEST_CASE("GPU rmsnorm backward matches the CPU; dw repeats to the bit", "[gpu]"
   }
 }
 
-TEST_CASE("GPU rope_apply matches the CPU, forward and back", "[gpu]") {
+TEST_CASE("GPU rope_apply matches the CPU, forward and back", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   struct Case {
     int64_t B, T, H, HS, pos0;
@@ -337,7 +337,7 @@ TEST_CASE("GPU rope_apply matches the CPU, forward and back", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU swiglu forward and backward match the CPU", "[gpu]") {
+TEST_CASE("GPU swiglu forward and backward match the CPU", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (int64_t n : {int64_t(1), int64_t(100003), int64_t(3000001)}) {
     INFO("n = " << n);
@@ -364,7 +364,7 @@ TEST_CASE("GPU swiglu forward and backward match the CPU", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU cross-entropy pieces match the CPU", "[gpu]") {
+TEST_CASE("GPU cross-entropy pieces match the CPU", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   struct Case {
     int64_t rows, V, v0, Vtot;
@@ -410,7 +410,7 @@ TEST_CASE("GPU cross-entropy pieces match the CPU", "[gpu]") {
   }
 }
 
-TEST_CASE("GPU adamw_update equals the CPU's to the bit", "[gpu]") {
+TEST_CASE("GPU adamw_update equals the CPU's to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (int64_t t : {int64_t(1), int64_t(7), int64_t(1000)}) {
     INFO("t = " << t);
