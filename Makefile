@@ -98,7 +98,7 @@ ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
   NVCCFLAGS := -std=c++20 -O3 -lineinfo -MMD -MP -Iinclude -gencode arch=compute_$(GPU_ARCH),code=sm_$(GPU_ARCH) \
                -ftz=true -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
-  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+  LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart
 endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
