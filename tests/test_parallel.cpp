@@ -371,9 +371,12 @@ TEST_CASE("MpiComm cut into small pieces computes what it computes whole", "[mpi
     std::vector<float> got(static_cast<size_t>(n)), back(static_cast<size_t>(n));
     Comm::Handle h1 = c.exchange(flat(x.data(), n), flat(got.data(), n), next, prev, 0);
     Comm::Handle h2 = c.exchange(flat(x.data(), n), flat(back.data(), n), prev, next, 1);
+    const Comm::Handle copy = h2;
     c.progress(h1);
     c.wait(h2), c.wait(h1);
     ok = ok && !h1.active() && !h2.active();
+    Comm::Handle stale = copy;  // a copy of a completed exchange: refused, not waited on
+    ok = ok && error_of([&] { c.wait(stale); }).find("stale exchange handle") != std::string::npos;
     for (int64_t i = 0; i < n; ++i)
       ok = ok && got[size_t(i)] == value(prev, i) && back[size_t(i)] == value(next, i);
     // bf16 moves bit for bit (gather, exchange); its reductions are refused, on every rank alike.

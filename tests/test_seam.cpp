@@ -131,6 +131,7 @@ TEST_CASE("Model<Cpu> counts its arena before allocating: configure allocates ex
   CHECK(a.count == 37);
   // A forward-only model (no gradient buffer) refuses a backward pass.
   Model<Cpu> fwd(be, m, layout, params.data(), nullptr);
+  CHECK(fwd.arena_bytes(1, 37) < small);  // no gradient buffers: what eval's memory plan counts
   fwd.configure(1, 37, 1e4);
   CHECK(fwd.forward(tok.data(), tgt.data()).sum == a.sum);
   CHECK_THAT(error_of([&] { fwd.forward_backward(tok.data(), tgt.data()); }),

@@ -25,9 +25,11 @@ enum class ReduceOp { kSum, kMax };
 class Comm {
  public:
   // A ring exchange in flight. Returned by exchange(); wait() (or a progress() that finds it done)
-  // completes it. Both buffers must stay untouched until then.
+  // completes it and marks it inactive. Both buffers must stay untouched until then. Waiting on a
+  // stale copy of a handle is refused (the generation tells a reused slot apart).
   struct Handle {
     int id = -1;
+    uint32_t gen = 0;
     bool active() const { return id >= 0; }
   };
 

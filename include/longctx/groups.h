@@ -5,7 +5,8 @@
 // reduction and the ZeRO-1 shards), the whole grid, and — when tp > n_kv_heads — the groups of tp
 // ranks holding the same replicated K/V head; and the ranks of each node (memory plan; the GPU of
 // a rank is its node-local rank in issue 8). Training and evaluation use the same groups. Each is
-// a Comm (comm.h); the MPI communicators behind them are owned and freed here. The CUDA backend adds
+// a Comm (comm.h); the MPI communicators behind them are owned and freed here (except while an
+// exception unwinds: freeing is collective, and a rank's own error must not wait for the others). The CUDA backend adds
 // its NCCL communicators here too (issue 8).
 #pragma once
 

@@ -11,8 +11,8 @@
 //    which); RoPE uses their global positions; attention is the ring.
 //  - tensor parallel (tp): wq/wk/wv/w_gate/w_up column-parallel, wo/w_down row-parallel (their
 //    partial outputs summed over tp), embedding and LM head vocabulary-parallel (params.h).
-//    tp_mode "all_reduce": the residual stream x is whole on every tp rank, partial sums are
-//    all-reduced. "reduce_scatter": x is split by rows (N = B·T_loc rows, N/tp per rank): the
+//    TpMode::all_reduce: the residual stream x is whole on every tp rank, partial sums are
+//    all-reduced. TpMode::reduce_scatter: x is split by rows (N = B·T_loc rows, N/tp per rank): the
 //    normed input is all-gathered before the column-parallel matmuls and the row-parallel output
 //    reduce-scattered; norm-weight gradients are then partial sums (reduce them over tp).
 // The model owns its activations (allocated by configure(), once per stage, never in the step)
@@ -35,8 +35,8 @@ namespace longctx {
 struct ModelParallel {
   const Comm* tp = nullptr;     // tensor-parallel group (nullptr: none)
   const Comm* sp = nullptr;     // sequence-parallel ring (nullptr: none)
-  bool reduce_scatter = false;  // tp_mode = "reduce_scatter"
-  bool zigzag = true;           // ring = "zigzag"
+  TpMode tp_mode = TpMode::all_reduce;
+  Ring ring = Ring::zigzag;
 };
 
 // Written once for every backend B (backend/cpu.h: Cpu; the CUDA backend of issue 8): activations

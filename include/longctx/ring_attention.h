@@ -45,8 +45,9 @@ class RingAttention {
   RingAttention(const B& be, const Comm* sp, bool zigzag);
   // Shapes the ring for `batch` sequences of global length T with local heads NH, NKV (no allocation).
   void configure(int64_t batch, int64_t T, int64_t NH, int64_t NKV, int64_t HS);
-  // Takes the ring's buffers for the configured shape (both arena passes call it).
-  void take_buffers(Arena& a);
+  // Takes the ring's buffers for the configured shape (both arena passes call it); those of the
+  // backward only `with_backward`.
+  void take_buffers(Arena& a, bool with_backward);
   // q (B·T_loc, NH·HS), k/v (B·T_loc, NKV·HS) -> o (B·T_loc, NH·HS), lse (B·T_loc, NH). Written.
   void forward(Tensor<Act> o, Tensor<float> lse, Tensor<const Act> q, Tensor<const Act> k,
                Tensor<const Act> v);

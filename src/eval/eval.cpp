@@ -76,14 +76,15 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   set_threads(cfg, grid.world_size);
   const Cpu be;
   const ParamLayout layout = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
-  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode == TpMode::reduce_scatter,
-                          cfg.parallel.ring == Ring::zigzag};
+  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode, cfg.parallel.ring};
   {  // the memory plan: the weights and the largest length's activations, before allocating (the
-     // forward keeps only tile-sized op scratch, so the backward's op_scratch_bytes is not counted)
+     // forward's op scratch is a few tiles per thread, left out; the backward's is never taken)
     Model<Cpu> probe(be, cfg.model, layout, nullptr, nullptr, par);
     std::vector<size_t> bytes;
     std::vector<std::string> names;
-    for (int64_t n : lengths) bytes.push_back(probe.arena_bytes(1, n)), names.push_back(fmt::format("length {}", n));
+    size_t arena = 0;  // the arena never shrinks: a length holds the largest before it
+    for (int64_t n : lengths)
+      arena = std::max(arena, probe.arena_bytes(1, n)), bytes.push_back(arena), names.push_back(fmt::format("length {}", n));
     check_memory_fits(groups, state_bytes(layout, 1, layout.total, sizeof(Cpu::Param), false), bytes, names, "eval");
   }
   std::vector<float> params(size_t(layout.total));

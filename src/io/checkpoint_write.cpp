@@ -58,11 +58,9 @@ void write_checkpoint(const std::string& path, const Config& cfg, const Checkpoi
   const std::string tmp = path + ".tmp";
   try {
     write_tmp(path, tmp, cfg, io, st, comm);
-  } catch (...) {  // this rank failed: leave no half-written file behind (a killed job's is
-    std::error_code ec;  // removed when the next one starts: remove_unfinished_checkpoints)
-    int rank = 0;
-    MPI_Comm_rank(comm, &rank);
-    if (rank == 0) fs::remove(tmp, ec);
+  } catch (...) {  // a failing rank leaves no half-written file behind (idempotent on every rank;
+    std::error_code ec;  // a killed job's is removed when the next starts: remove_unfinished_checkpoints)
+    fs::remove(tmp, ec);
     throw;
   }
 }

@@ -13,7 +13,8 @@ Model<B>::Model(const B& be, const ModelConfig& m, const ParamLayout& layout, Pa
                 const ModelParallel& par)
     : be_(be), m_(m), par_(par), tp_(tp_shard(m, par.tp ? par.tp->rank() : 0, par.tp ? par.tp->size() : 1)),
       p_(view_of(m, layout, params)), g_(view_of(m, layout, grads)), recompute_(m.recompute),
-      rs_(par.reduce_scatter && par.tp && par.tp->size() > 1), ring_(be, par.sp, par.zigzag), lm_(be, par.tp) {}
+      rs_(par.tp_mode == TpMode::reduce_scatter && par.tp && par.tp->size() > 1),
+      ring_(be, par.sp, par.ring == Ring::zigzag), lm_(be, par.tp) {}
 
 template <class B>
 void Model<B>::shape(int64_t Bn, int64_t T) {
@@ -43,13 +44,16 @@ void Model<B>::take_all(Arena& a) {
     for (int64_t l = 0; l < L; ++l) acts_.push_back(make_set());
   x_in_.assign(size_t(L + 1), {});
   for (auto& x : x_in_) x = act(Nr, C);
-  xf_ = act(N, C), rstdf_ = f32(Nr, 1), dxf_ = act(N, C), dres_ = act(Nr, C), dxn_ = act(N, C);
-  dh_ = act(N, F), dgate_ = act(N, F), dup_ = act(N, F), datt_ = act(N, NH * HS), dq_ = act(N, NH * HS);
-  dk_ = act(N, NKV * HS), dv_ = act(N, NKV * HS), cos_ = f32(Tl, HS / 2), sin_ = f32(Tl, HS / 2);
+  xf_ = act(N, C), rstdf_ = f32(Nr, 1), cos_ = f32(Tl, HS / 2), sin_ = f32(Tl, HS / 2);
+  const bool bwd = g_.embed.data != nullptr;  // a forward-only model (eval) takes no gradient buffers
+  const int64_t Nb = bwd ? N : 0, Nrb = bwd ? Nr : 0;
+  dxf_ = act(Nb, C), dres_ = act(Nrb, C), dxn_ = act(Nb, C), dh_ = act(Nb, F), dgate_ = act(Nb, F);
+  dup_ = act(Nb, F), datt_ = act(Nb, NH * HS), dq_ = act(Nb, NH * HS), dk_ = act(Nb, NKV * HS);
+  dv_ = act(Nb, NKV * HS);
   full_ = act(N, C), rows_ = act(rs_ ? Nr : 0, C);  // rows_: the row-split scratch (reduce_scatter)
   const int64_t dev_tokens = B::kHostMemory ? 0 : N;
   tok_ = a.take<int32_t>({dev_tokens}), tgt_ = a.take<int32_t>({dev_tokens});
-  ring_.take_buffers(a);
+  ring_.take_buffers(a, bwd);
   lm_.take_buffers(a, chunk_, tp_.V);
 }
 
@@ -72,7 +76,7 @@ size_t Model<B>::op_scratch_bytes(int64_t T) const {
   int64_t keys = 0;  // the longest key block of one attention call: a ring chunk
   const int sp = par_.sp ? par_.sp->size() : 1;
   for (int r = 0; r < sp; ++r)
-    for (const auto& seg : seq_layout(T, r, sp, par_.zigzag).segs) keys = std::max(keys, seg.len);
+    for (const auto& seg : seq_layout(T, r, sp, par_.ring == Ring::zigzag).segs) keys = std::max(keys, seg.len);
   return be_.op_scratch_bytes(keys, m_.head_size());
 }
 

@@ -57,15 +57,16 @@ void RingAttention<B>::configure(int64_t Bn, int64_t T, int64_t NH, int64_t NKV,
 }
 
 template <class B>
-void RingAttention<B>::take_buffers(Arena& a) {
-  const int64_t kv = NKV_ * HS_, ring = size_ > 1 ? 2 * rows_ : 0;
-  delta_ = a.take<float>({rows_, NH_});
-  part_ = a.take<float>({2 * rows_, kv});
+void RingAttention<B>::take_buffers(Arena& a, bool with_backward) {
+  const int64_t kv = NKV_ * HS_, ring = size_ > 1 ? 2 * rows_ : 0, ring_bwd = with_backward ? ring : 0;
+  const int64_t wide = kF32<Act> ? 0 : rows_, wide_bwd = with_backward ? wide : 0;
   for (auto* t : {&kv_[0], &kv_[1]}) *t = a.take<Act>({ring, kv});
-  send_ = a.take<float>({ring, kv}), recv_ = a.take<float>({ring, kv});
-  const int64_t wide = kF32<Act> ? 0 : rows_;
-  o32_ = a.take<float>({wide, NH_ * HS_}), dq32_ = a.take<float>({wide, NH_ * HS_});
-  dkv32_ = a.take<float>({size_ > 1 ? 0 : 2 * wide, kv});
+  o32_ = a.take<float>({wide, NH_ * HS_});
+  // Backward: delta; the visiting block's dK/dV (part_) and the accumulators that travel with it.
+  delta_ = a.take<float>({with_backward ? rows_ : 0, NH_});
+  part_ = a.take<float>({ring_bwd, kv}), send_ = a.take<float>({ring_bwd, kv}), recv_ = a.take<float>({ring_bwd, kv});
+  dq32_ = a.take<float>({wide_bwd, NH_ * HS_});
+  dkv32_ = a.take<float>({size_ > 1 ? 0 : 2 * wide_bwd, kv});  // one rank: dK/dV accumulate here
 }
 
 template <class B>
@@ -145,9 +146,10 @@ void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, 
   be_.attention_delta(delta_, o, dout, cpu::AttnShape{B_, Tl, Tl, NH_, NKV_, HS_});
   Tensor<float> dq_acc, dk_acc, dv_acc;  // fp32 accumulators: the outputs themselves when Act = float
   if constexpr (kF32<Act>) dq_acc = dq, dk_acc = dk, dv_acc = dv;
-  else dq_acc = dq32_, dk_acc = dkv32_.rows(0, rows_), dv_acc = dkv32_.rows(rows_, rows_);
+  else dq_acc = dq32_;
   be_.fill(dq_acc, 0.0f);
   if (size_ == 1) {
+    if constexpr (!kF32<Act>) dk_acc = dkv32_.rows(0, rows_), dv_acc = dkv32_.rows(rows_, rows_);
     be_.fill(dk_acc, 0.0f), be_.fill(dv_acc, 0.0f);
     step_backward(0, dq_acc, dk_acc, dv_acc, dout, q, k, v, lse);
   } else {

@@ -1,6 +1,8 @@
 // groups.cpp — the Cartesian process grid {dp, sp, tp} and every process group (groups.h).
 #include "longctx/groups.h"
 
+#include <exception>
+
 #include "longctx/comm_mpi.h"
 #include "longctx/common.h"
 #include "longctx/params.h"
@@ -49,6 +51,9 @@ ProcessGroups::ProcessGroups(const Config& cfg, MPI_Comm world) {
 
 ProcessGroups::~ProcessGroups() {
   all_.reset(), tp_.reset(), sp_.reset(), dpsp_.reset(), kv_.reset(), node_.reset();
+  // Unwinding an error that may be this rank's alone: freeing communicators is collective, and the
+  // other ranks are elsewhere. The job is ending (abort_job); leave them to MPI_Finalize/Abort.
+  if (std::uncaught_exceptions() > 0) return;
   for (MPI_Comm* c : {&node_mpi_, &kv_mpi_, &dpsp_mpi_, &tp_mpi_, &sp_mpi_, &cart_})
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
 }

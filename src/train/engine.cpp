@@ -123,7 +123,7 @@ class Engine final : public StepEngine {
 
  private:
   ModelParallel parallel() const {
-    return {&g_.tp(), &g_.sp(), cfg_.parallel.tp_mode == TpMode::reduce_scatter, cfg_.parallel.ring == Ring::zigzag};
+    return {&g_.tp(), &g_.sp(), cfg_.parallel.tp_mode, cfg_.parallel.ring};
   }
   void take_state(Arena& a) {
     const int64_t flat = g_.dpsp().size() * shard_n_;
@@ -136,9 +136,12 @@ class Engine final : public StepEngine {
     Model<B> probe(be_, cfg_.model, layout_, nullptr, nullptr, parallel());
     std::vector<size_t> bytes;
     std::vector<std::string> names;
+    size_t arena = 0, scratch = 0;  // neither shrinks: a stage holds the largest of those before it
     for (size_t i = 0; i < cfg_.stages.size(); ++i) {
       const StageConfig& s = cfg_.stages[i];
-      bytes.push_back(probe.arena_bytes(s.micro_batch, s.seq_len) + probe.op_scratch_bytes(s.seq_len));
+      arena = std::max(arena, probe.arena_bytes(s.micro_batch, s.seq_len));
+      scratch = std::max(scratch, probe.op_scratch_bytes(s.seq_len));
+      bytes.push_back(arena + scratch);
       names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", i + 1, s.seq_len, s.micro_batch));
     }
     check_memory_fits(g_, state_bytes(layout_, g_.dpsp().size(), shard_n_, sizeof(Param), true), bytes, names,

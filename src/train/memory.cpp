@@ -87,40 +87,43 @@ void check_memory_fits(const ProcessGroups& g, const StateBytes& state, const st
   const double mine = double(available_memory(&source));
   double avail = node.rank() == 0 ? mine : 0.0;  // node rank 0's reading stands for the node
   node.all_reduce_sum(&avail, 1);
-  const bool known = avail >= 0;
-  // Per stage: the node's total need; then the worst over nodes (max need, min memory).
+  // Per check (0: the state alone; i: the state and stage i's arena): the node's total need.
   const size_t S = stage_bytes.size();
   std::vector<double> need(S + 1);
-  for (size_t i = 0; i < S; ++i) need[i] = double(state.total() + stage_bytes[i]);
-  need[S] = double(state.total());
+  need[0] = double(state.total());
+  for (size_t i = 0; i < S; ++i) need[i + 1] = double(state.total() + stage_bytes[i]);
   node.all_reduce_sum(need.data(), int64_t(need.size()));
-  double worst = -1;  // the first stage whose need exceeds some node's memory (S: the state alone)
-  for (size_t i = 0; i <= S && known; ++i) {
-    const size_t k = i == 0 ? S : i - 1;  // the state alone first, then the stages in order
+  // The first check that fails on any node (every rank learns the same index), then the figures
+  // of the node that misses it by the most, so that every rank prints the same message.
+  double first = double(S + 1);  // none
+  for (size_t k = 0; k <= S && avail >= 0; ++k)
     if (need[k] > avail) {
-      worst = double(k);
+      first = double(k);
       break;
     }
-  }
-  double flags[2] = {worst < 0 ? 0.0 : 1.0, worst < 0 ? -1.0 : -worst};  // any failure; first one
-  g.all().all_reduce_max(flags, 2);
-  if (flags[0] == 0.0) return;
-  const size_t k = size_t(-flags[1]);
-  // The figures of the tightest node, and this grid's largest per-rank parts.
-  double fig[6] = {need[k], -avail, double(state.params), double(state.grads), double(state.optimizer),
-                   k < S ? double(stage_bytes[k]) : 0.0};
-  g.all().all_reduce_max(fig, 6);
-  const int ranks = node.size();
-  const std::string part = k == S ? "the parameters, gradients and optimizer state" : "activations of " + stage_names[k];
-  const char* hint = k == S ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
+  double neg_first = -first;
+  g.all().all_reduce_max(&neg_first, 1);
+  const size_t k = size_t(-neg_first);
+  if (k > S) return;
+  const double mine_deficit = avail >= 0 ? need[k] - avail : -1e300;  // a node of unknown memory: none
+  double deficit = mine_deficit;
+  g.all().all_reduce_max(&deficit, 1);
+  const bool worst = mine_deficit == deficit;  // ranks of the tightest node (ties: the same numbers)
+  double fig[7] = {worst ? need[k] : -1, worst ? avail : -1, worst ? double(node.size()) : -1,
+                   double(state.params), double(state.grads), double(state.optimizer),
+                   k > 0 ? double(stage_bytes[k - 1]) : 0.0};
+  g.all().all_reduce_max(fig, 7);
+  const int ranks = int(fig[2]);
+  const std::string from = std::getenv("LONGCTX_MEMORY") ? "LONGCTX_MEMORY" : "MemAvailable or the cgroup limit";
+  const std::string part = k == 0 ? "the parameters, gradients and optimizer state" : "activations of " + stage_names[k - 1];
+  const char* hint = k == 0 ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
                               "state is sharded over them), or use more nodes"
                             : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
                               "model.recompute = true, lower micro_batch, or use more nodes";
-  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a node need {} but {} is available ({}); per rank: "
-            "parameters {}, gradients {}, optimizer state {}{}", what, part, ranks, ranks == 1 ? "" : "s",
-            format_bytes(fig[0]), format_bytes(-fig[1]), source.empty() ? "node memory" : source,
-            format_bytes(fig[2]), format_bytes(fig[3]), format_bytes(fig[4]),
-            k < S ? ", activations " + format_bytes(fig[5]) : std::string());
+  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a node need {} but {} is available ({}); per rank "
+              "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
+              ranks == 1 ? "" : "s", format_bytes(fig[0]), format_bytes(fig[1]), from, format_bytes(fig[3]),
+              format_bytes(fig[4]), format_bytes(fig[5]), k > 0 ? ", activations " + format_bytes(fig[6]) : std::string());
 }
 
 }  // namespace longctx

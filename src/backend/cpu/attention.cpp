@@ -48,7 +48,7 @@ inline int64_t key_end(const AttnShape& s, int64_t t) {
 }  // namespace
 
 size_t attention_scratch_bytes(int64_t Tk, int64_t HS) {
-  const int64_t per_thread = std::max(BQ * HS + BK, 2 * Tk * HS + HS);
+  const int64_t per_thread = (BQ * HS + BK) + (2 * Tk * HS + HS);  // forward's and backward's, both kept
   return size_t(omp_get_max_threads()) * size_t(per_thread) * sizeof(float);
 }
 

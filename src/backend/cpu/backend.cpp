@@ -63,8 +63,13 @@ void Cpu::linear_fwd(Tensor<float> out, Tensor<const float> in, Tensor<const flo
 
 void Cpu::linear_bwd(Tensor<float> din, Tensor<float> dW, Tensor<const float> dout, Tensor<const float> in,
                      Tensor<const float> W, bool accumulate_din) const {
-  const int64_t N = dout.size(0), O = cols_of(dout);
-  const int64_t I = !W.empty() ? W.numel() / O : cols_of(in);
+  CHECK(dout.ndim == 2, "cpu::linear_bwd: dout must be (N, O)");
+  CHECK(!din.empty() || !dW.empty(), "cpu::linear_bwd: neither din nor dW asked for");
+  CHECK(din.empty() || !W.empty(), "cpu::linear_bwd: din needs W");
+  CHECK(dW.empty() || !in.empty(), "cpu::linear_bwd: dW needs the input");
+  const int64_t N = dout.size(0), O = dout.size(1);
+  const int64_t I = !W.empty() ? W.row_size() : in.row_size();
+  if (!W.empty()) expect(W, O, I, "linear_bwd", "W");
   if (!din.empty()) expect(din, N, I, "linear_bwd", "din");
   if (!dW.empty()) expect(dW, O, I, "linear_bwd", "dW"), expect(in, N, I, "linear_bwd", "in");
   cpu::linear_bwd(din.empty() ? nullptr : din.data, dW.empty() ? nullptr : dW.data, dout.data,
@@ -89,7 +94,8 @@ void Cpu::rmsnorm_bwd(Tensor<float> din, Tensor<float> dw, Tensor<const float> d
 
 void Cpu::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const int64_t> pos,
                      double theta) const {
-  const int64_t T = int64_t(pos.size()), half = cos_t.row_size();
+  const int64_t T = int64_t(pos.size()), half = cos_t.ndim == 2 ? cos_t.size(1) : 0;
+  CHECK(half > 0, "cpu::rope_table: the tables must be (T, HS/2)");
   expect(cos_t, T, half, "rope_table", "cos"), expect(sin_t, T, half, "rope_table", "sin");
   cpu::rope_table(cos_t.data, sin_t.data, pos.data(), T, 2 * half, theta);
 }
@@ -97,6 +103,7 @@ void Cpu::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const i
 void Cpu::rope_apply(Tensor<float> x, Tensor<const float> cos_t, Tensor<const float> sin_t, int sign) const {
   CHECK(x.ndim == 4, "cpu::rope_apply: x must be (B, T, H, HS)");
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), HS = x.size(3);
+  CHECK(HS % 2 == 0, "cpu::rope_apply: head size {} is odd (rotate-half pairs i, i + HS/2)", HS);
   expect(cos_t, T, HS / 2, "rope_apply", "cos"), expect(sin_t, T, HS / 2, "rope_apply", "sin");
   cpu::rope_apply(x.data, cos_t.data, sin_t.data, B, T, H, HS, sign);
 }
