@@ -70,6 +70,16 @@ class Comm {
     return do_exchange(send.data, recv.data, send.numel(), dtype_of<T>(), to, from, channel, s);
   }
   void wait(Handle& h) const { do_wait(h); }
+  // The untyped forms, for transports that wrap another Comm (comm_staged.h).
+  void all_reduce_raw(void* x, int64_t n, DType t, ReduceOp op, Stream s) const { do_all_reduce(x, n, t, op, s); }
+  void reduce_scatter_raw(const void* in, void* out, int64_t n, DType t, Stream s) const {
+    do_reduce_scatter(in, out, n, t, s);
+  }
+  void all_gather_raw(const void* in, void* out, int64_t n, DType t, Stream s) const { do_all_gather(in, out, n, t, s); }
+  Handle exchange_raw(const void* send, void* recv, int64_t n, DType t, int to, int from, int channel,
+                      Stream s) const {
+    return do_exchange(send, recv, n, t, to, from, channel, s);
+  }
   // Lets the transport advance an exchange (MPI progresses large messages mostly inside MPI
   // calls): called between pieces of the compute that the exchange should overlap.
   void progress(Handle& h) const { do_progress(h); }
