@@ -165,3 +165,16 @@ TEST_CASE("a checkpoint a killed job left half-written is removed when the next 
   CHECK(left.count("notes.tmp") == 1);  // only files of the checkpoint name pattern are touched
   for (const std::string& f : left) CHECK((!f.ends_with(".tmp") || f == "notes.tmp"));
 }
+
+TEST_CASE("a bad checkpoint that every rank reads is reported once", "[e2e]") {
+  const std::string dir = temp_dir("badckpt");
+  std::ofstream(dir + "/not_a_checkpoint.h5") << "text, not HDF5";
+  std::string out;
+  const int rc = run_command("timeout 120 " + mpirun() + " -np 2 " + kBin + " train input/tiny.toml" + quick(dir) +
+                                 " --set parallel.dp=2 --set checkpoint.init_from=" + dir + "/not_a_checkpoint.h5",
+                             &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(rc != 124);
+  CHECK(count(out, "is not an HDF5 file") == 1);
+}

@@ -82,11 +82,11 @@ void Trainer::load_start(std::string& from) {
   if (!from.empty()) {
     st_ = read_checkpoint(from, cfg_, io, /*with_optimizer=*/true, groups_->mpi_all());
     engine_->loaded(true);
-    CHECK_HINT(st_.stage < int64_t(cfg_.stages.size()), "resume with the deck that wrote it",
+    CHECK_ALIKE(st_.stage < int64_t(cfg_.stages.size()), "resume with the deck that wrote it",
                "{}: checkpoint {} is in stage {}, but the deck has {} stage(s)", cfg_.deck_path,
                from, st_.stage + 1, cfg_.stages.size());
     // The data of every step is drawn from the seed: another seed would not continue the run.
-    CHECK_HINT(st_.seed == cfg_.run.seed, "resume with the seed the run started with",
+    CHECK_ALIKE(st_.seed == cfg_.run.seed, "resume with the seed the run started with",
                "{}: checkpoint {} was written with run.seed = {}, the deck has {}", cfg_.deck_path,
                from, st_.seed, cfg_.run.seed);
   } else if (!cfg_.checkpoint.init_from.empty()) {
