@@ -333,6 +333,44 @@ TEST_CASE("GPU adamw_update equals the CPU's to the bit", "[gpu][kernels]") {
   }
 }
 
+TEST_CASE("GPU xent_rows gives the CPU's row losses, top-1 flags and their sum", "[gpu][kernels]") {
+  REQUIRE(gpu::gpu_available());
+  for (int64_t rows : {int64_t(1), int64_t(777), int64_t(70001)}) {  // 70001 > 256 blocks × 256 threads
+    INFO("rows " << rows);
+    std::vector<float> mx = randn(sz(rows), 3.0f);
+    std::vector<double> sum(sz(rows)), zt(sz(rows));
+    std::vector<int32_t> tgt(sz(rows));
+    const std::vector<float> u = randn(sz(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      sum[sz(r)] = 1.0 + 50.0 * std::fabs(double(u[sz(r)]));
+      // Every third row's target logit is the row maximum (top-1), every seventh row has no target.
+      zt[sz(r)] = r % 3 == 0 ? double(mx[sz(r)]) : double(mx[sz(r)]) - 0.25 - std::fabs(double(u[sz(r)]));
+      tgt[sz(r)] = r % 7 == 0 ? -1 : int32_t(r % 264);
+    }
+    std::vector<float> loss_ref(sz(rows));
+    std::vector<uint8_t> top_ref(sz(rows));
+    double sum_ref = 0.5;  // accumulates onto what is there, as over chunks
+    int64_t count_ref = 3;
+    cpu::xent_rows(mx.data(), sum.data(), zt.data(), tgt.data(), rows, loss_ref.data(), top_ref.data(), &sum_ref,
+                   &count_ref);
+    Dev<float> dmx(mx), dloss(sz(rows));
+    Dev<double> dsum(sum), dzt(zt), acc(std::vector<double>{0.5, 3.0});
+    Dev<int32_t> dtgt(tgt);
+    Dev<uint8_t> dtop(sz(rows));
+    Dev<unsigned char> ws(gpu::xent_rows_workspace_bytes());
+    gpu::xent_rows(dmx.p, dsum.p, dzt.p, dtgt.p, rows, dloss.p, dtop.p, acc.p, ws.p, ws.n);
+    // Both sides compute l in double from the same inputs; log differs by at most an ulp or so
+    // between libm and CUDA, far below fp32's rounding of l: the fp32 losses allow 1 fp32 ulp.
+    expect_close(dloss.get(), loss_ref, const_tol(0.0), 0x1p-23, "row loss");
+    CHECK(dtop.get() == top_ref);
+    const std::vector<double> a = acc.get();
+    // Sums of up to 7e4 positive terms of order 10 in another order: relative 1e-12 (n·2^-53 ≈ 8e-12
+    // is the worst case; typical far less).
+    CHECK(a[0] == Approx(sum_ref).epsilon(1e-11));
+    CHECK(int64_t(a[1]) == count_ref);
+  }
+}
+
 TEST_CASE("GPU op launchers refuse bad arguments before launching", "[op]") {
   // These checks run on the host before any CUDA call: no GPU needed.
   CHECK(error_of([] { gpu::rope_apply(nullptr, nullptr, nullptr, 1, 1, 1, 64, 2); }) != "");

@@ -20,6 +20,7 @@
 //   cuda/rope.cu           rope_apply
 //   cuda/swiglu.cu         swiglu_fwd, swiglu_bwd
 //   cuda/cross_entropy.cu  xent_row_max, xent_row_sum, xent_grad
+//   cuda/xent_rows.cu      xent_rows (+ xent_rows_workspace_bytes)
 //   cuda/adamw.cu          adamw_update
 #pragma once
 
@@ -105,6 +106,13 @@ void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, cons
 // arithmetic: exp(z − mx)·float(scale/sum), then − scale at the target); rows with target < 0 get 0.
 void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
                const int32_t* target, int64_t v0, float scale, void* stream = nullptr);
+// Per-row loss (fp32, optional) and top-1 flags (optional) from the reduced statistics, as
+// cpu::xent_rows; acc (2 doubles, device) += {loss sum, number of rows with a target}, summed in a
+// fixed order (deterministic; not the CPU's row order, so equal to it within double rounding).
+size_t xent_rows_workspace_bytes();
+void xent_rows(const float* mx, const double* sum, const double* zt, const int32_t* target, int64_t rows,
+               float* loss, uint8_t* top1, double* acc, void* workspace, size_t workspace_bytes,
+               void* stream = nullptr);
 
 // ---- AdamW (cuda/adamw.cu): cpu::adamw_update's formula, fp32, operation for operation ----------------
 // (no fused multiply-adds, IEEE division and sqrt): the same bits as the CPU on the same inputs.
