@@ -9,8 +9,8 @@
 
 namespace longctx {
 
-// Rank 0's string on every rank of comm.
-std::string broadcast_string(const std::string& s, MPI_Comm comm);
+// Rank `root`'s string on every rank of comm.
+std::string broadcast_string(const std::string& s, MPI_Comm comm, int root = 0);
 
 // What a person sees for any exception: Error::report() for longctx::Error, otherwise
 // "longctx: error: <what> (<exception type>)" with a hint.

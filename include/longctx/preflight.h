@@ -24,10 +24,11 @@ struct OutputPath {
 std::vector<OutputPath> train_outputs(const Config& cfg);
 std::vector<OutputPath> eval_outputs(const Config& cfg);
 
-// Collective over comm. Rank 0 creates each missing directory and proves each place writable (a
-// probe file created and removed; an existing file opened for appending, left unchanged); the
-// verdict is broadcast and every rank throws the same Error (marked alike: printed once), naming
-// the place, the path and the OS reason.
+// Collective over comm. Rank 0, then the first rank of every other node, creates each missing
+// directory and proves each place writable (a probe file created and removed; an existing file
+// opened for appending, left unchanged); the lowest failing rank's verdict is broadcast and every
+// rank throws the same Error (marked alike: printed once), naming the place, the path and the OS
+// reason.
 void preflight_outputs(const std::vector<OutputPath>& outs, MPI_Comm comm);
 
 // std::filesystem::create_directories(path), whose failure throws an Error naming `key`:

@@ -26,12 +26,12 @@ std::string type_name(const std::exception& e) {
 
 }  // namespace
 
-std::string broadcast_string(const std::string& s, MPI_Comm comm) {
+std::string broadcast_string(const std::string& s, MPI_Comm comm, int root) {
   int64_t n = int64_t(s.size());
-  MPI_Bcast(&n, 1, MPI_INT64_T, 0, comm);
+  MPI_Bcast(&n, 1, MPI_INT64_T, root, comm);
   std::string out = s;
   out.resize(size_t(n));
-  if (n > 0) MPI_Bcast(out.data(), int(n), MPI_CHAR, 0, comm);
+  if (n > 0) MPI_Bcast(out.data(), int(n), MPI_CHAR, root, comm);
   return out;
 }
 

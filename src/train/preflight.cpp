@@ -20,7 +20,9 @@ constexpr const char* kDirHint = "choose a directory this job can create and wri
 
 // Creates and removes a file of a name no other process uses in `dir`: "" or the reason.
 std::string probe_dir(const fs::path& dir) {
-  const std::string probe = (dir / fmt::format(".longctx-write-test-{}", ::getpid())).string();
+  char host[64] = {};
+  ::gethostname(host, sizeof(host) - 1);  // several nodes may probe one shared directory at once
+  const std::string probe = (dir / fmt::format(".longctx-write-test-{}-{}", host, ::getpid())).string();
   const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) return fmt::format("cannot write in the directory: {}", std::strerror(errno));
   ::close(fd);
@@ -70,18 +72,35 @@ std::vector<OutputPath> eval_outputs(const Config& cfg) {
 }
 
 void preflight_outputs(const std::vector<OutputPath>& outs, MPI_Comm comm) {
-  int rank = 0;
+  int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  // The first rank of every node checks (rank 0 first, so it creates what is missing): a directory
+  // that only some nodes can see or write is found now, not at the first checkpoint.
+  MPI_Comm node;
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+  int node_rank = 0;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_free(&node);
   std::string msg, hint;
-  if (rank == 0)
+  auto check_all = [&] {
     for (const OutputPath& o : outs)
       if (const std::string why = check_one(o); !why.empty()) {
         msg = fmt::format("{}: {}", o.what, why), hint = o.hint;
         break;
       }
-  msg = broadcast_string(msg, comm);
-  hint = broadcast_string(hint, comm);
-  CHECK_ALIKE(msg.empty(), hint, "{}", msg);
+  };
+  if (rank == 0) check_all();
+  int bad = msg.empty() ? 0 : 1;
+  MPI_Bcast(&bad, 1, MPI_INT, 0, comm);
+  if (!bad && rank != 0 && node_rank == 0) check_all();
+  // The lowest failing rank's reason, on every rank.
+  int first = msg.empty() ? size : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm);
+  if (first == size) return;
+  msg = broadcast_string(msg, comm, first);
+  hint = broadcast_string(hint, comm, first);
+  CHECK_ALIKE(false, hint, "{}{}", msg, first == 0 ? "" : fmt::format(" (seen from rank {}'s node)", first));
 }
 
 void create_directories_for(const std::string& key, const std::string& path) {
