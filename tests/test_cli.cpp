@@ -11,26 +11,6 @@
 using namespace longctx::test;
 namespace fs = std::filesystem;
 
-namespace {
-
-const char* kBin = "build/longctx";
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-std::string mpirun() {
-  const char* m = std::getenv("LONGCTX_MPIRUN");
-  return m ? m : "mpirun --oversubscribe";
-}
-
-// Overrides that make input/tiny.toml a few-second run.
-std::string quick(const std::string& dir) {
-  return " --set run.out_dir=" + dir +
-         " --set stage.1.steps=3 --set stage.2.steps=2 --set model.n_layers=1 --set run.log_every=1"
-         " --set optim.warmup_steps=1";
-}
-
-}  // namespace
-
 TEST_CASE("the binary refuses bad input with a message and a non-zero exit", "[e2e]") {
   REQUIRE(fs::exists(kBin));
   std::string out;

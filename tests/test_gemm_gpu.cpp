@@ -35,6 +35,19 @@ std::vector<double> abs_dots(const std::vector<float>& a, const std::vector<floa
   return s;
 }
 
+// Runs product(out, out_f32) into an fp32 and into a bf16 result and checks both against ref: the
+// bf16 one within the fp32 bound (times kSlack) plus one bf16 rounding.
+template <class Product, class Tol>
+void check_fp32_and_bf16(Product product, const std::vector<float>& ref, Tol tol, const std::string& what) {
+  Dev<float> r32(ref.size());
+  product(static_cast<void*>(r32.p), true);
+  expect_close(r32.get(), ref, tol, 0.0, (what + " fp32").c_str());
+  Dev<uint16_t> r16(ref.size());
+  product(static_cast<void*>(r16.p), false);
+  expect_close(floats(r16.get()), round_bf16(ref), [&](size_t i) { return kSlack * tol(i); }, kBf16Ulp,
+               (what + " bf16").c_str());
+}
+
 }  // namespace
 
 TEST_CASE("GPU linear (cuBLASLt) forward equals the CPU's: fp32 and bf16 results, accumulation", "[gpu][kernels]") {
@@ -47,13 +60,8 @@ TEST_CASE("GPU linear (cuBLASLt) forward equals the CPU's: fp32 and bf16 results
     cpu::linear_fwd(ref.data(), in.f.data(), W.f.data(), s.N, s.I, s.O);
     const std::vector<double> mag = abs_dots(in.f, W.f, s.N, s.O, s.I, s.I, 1, s.I, 1);
     auto tol = [&](size_t i) { return 2.0 * double(s.I) * kU * mag[i]; };
-    Dev<float> out32(sz(s.N * s.O));
-    blas.linear_fwd(out32.p, true, in.d.p, W.d.p, s.N, s.I, s.O);
-    expect_close(out32.get(), ref, tol, 0.0, "fp32 out");
-    Dev<uint16_t> out16(sz(s.N * s.O));
-    blas.linear_fwd(out16.p, false, in.d.p, W.d.p, s.N, s.I, s.O);
-    expect_close(floats(out16.get()), round_bf16(ref), [&](size_t i) { return kSlack * tol(i); }, kBf16Ulp,
-                 "bf16 out");
+    check_fp32_and_bf16([&](void* out, bool f32) { blas.linear_fwd(out, f32, in.d.p, W.d.p, s.N, s.I, s.O); }, ref,
+                        tol, "out");
     // beta = 1: out += in·Wᵀ onto fp32 values already there (one more rounding of the sum: u·|ref|).
     const std::vector<float> c0 = randn(sz(s.N * s.O));
     Dev<float> acc(c0);
@@ -75,13 +83,9 @@ TEST_CASE("GPU linear (cuBLASLt) backward equals the CPU's: input and weight gra
     cpu::linear_bwd(din_ref.data(), nullptr, dout.f.data(), in.f.data(), W.f.data(), s.N, s.I, s.O, false);
     const std::vector<double> mag_d = abs_dots(dout.f, W.f, s.N, s.I, s.O, s.O, 1, 1, s.I);
     auto tol_d = [&](size_t i) { return 2.0 * double(s.O) * kU * mag_d[i]; };
-    Dev<float> din32(sz(s.N * s.I));
-    blas.linear_bwd_data(din32.p, true, dout.d.p, W.d.p, s.N, s.I, s.O);
-    expect_close(din32.get(), din_ref, tol_d, 0.0, "din fp32");
-    Dev<uint16_t> din16(sz(s.N * s.I));
-    blas.linear_bwd_data(din16.p, false, dout.d.p, W.d.p, s.N, s.I, s.O);
-    expect_close(floats(din16.get()), round_bf16(din_ref), [&](size_t i) { return kSlack * tol_d(i); }, kBf16Ulp,
-                 "din bf16");
+    check_fp32_and_bf16(
+        [&](void* din, bool f32) { blas.linear_bwd_data(din, f32, dout.d.p, W.d.p, s.N, s.I, s.O); }, din_ref, tol_d,
+        "din");
     // dW (O, I) += doutᵀ · in onto a gradient already there: K = N.
     const std::vector<float> g0 = randn(sz(s.O * s.I));
     std::vector<float> dw_ref = g0;

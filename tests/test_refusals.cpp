@@ -14,26 +14,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kBin = "build/longctx";
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 size_t count(const std::string& s, const std::string& part) {
   size_t n = 0;
   for (size_t at = s.find(part); at != std::string::npos; at = s.find(part, at + 1)) ++n;
   return n;
-}
-
-std::string mpirun() {
-  const char* m = std::getenv("LONGCTX_MPIRUN");
-  return m ? m : "mpirun --oversubscribe";
-}
-
-// Overrides that make input/tiny.toml a few-second run.
-std::string quick(const std::string& dir) {
-  return " --set run.out_dir=" + dir +
-         " --set stage.1.steps=3 --set stage.2.steps=2 --set model.n_layers=1 --set run.log_every=1"
-         " --set optim.warmup_steps=1";
 }
 
 std::set<std::string> entries(const std::string& dir) {

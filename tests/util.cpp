@@ -107,4 +107,15 @@ std::vector<std::pair<double, int32_t>> ranked_logits(const float* x, const floa
   return z;
 }
 
+std::string mpirun() {
+  const char* m = std::getenv("LONGCTX_MPIRUN");
+  return m ? m : "mpirun --oversubscribe";
+}
+
+std::string quick(const std::string& dir) {
+  return " --set run.out_dir=" + dir +
+         " --set stage.1.steps=3 --set stage.2.steps=2 --set model.n_layers=1 --set run.log_every=1"
+         " --set optim.warmup_steps=1";
+}
+
 }  // namespace longctx::test

@@ -38,6 +38,14 @@ int run_command(const std::string& cmd, std::string* output = nullptr);
 // Call before MPI_Init: notes which MPI-runtime variables the environment had to begin with.
 void remember_environment();
 
+// ---- end-to-end runs of the binary ----
+inline constexpr const char* kBin = "build/longctx";
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+// The mpirun command line of the suite: LONGCTX_MPIRUN (make test sets it), else mpirun --oversubscribe.
+std::string mpirun();
+// Overrides that make input/tiny.toml a few-second run writing into `dir`.
+std::string quick(const std::string& dir);
+
 }  // namespace longctx::test
 
 #include "longctx/common.h"

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "longctx/tensor.h"
 
@@ -93,6 +94,25 @@ class Comm {
                              int channel, Stream s) const = 0;
   virtual void do_wait(Handle& h) const = 0;
   virtual void do_progress(Handle& h) const = 0;
+
+  // For implementations: exchanges in flight live in slots (any type with `bool busy` and
+  // `uint32_t gen`), reused and never freed. acquire_slot takes a free one and returns its handle;
+  // live_slot is the slot of a handle still in flight (a completed or copied-and-completed handle
+  // is refused: the generation tells a reused slot apart).
+  template <class Slot>
+  static Handle acquire_slot(std::vector<Slot>& slots) {
+    size_t id = 0;
+    while (id < slots.size() && slots[id].busy) ++id;
+    if (id == slots.size()) slots.emplace_back();
+    slots[id].busy = true, slots[id].gen += 1;
+    return Handle{int(id), slots[id].gen};
+  }
+  template <class Slot>
+  static Slot& live_slot(std::vector<Slot>& slots, const Handle& h) {
+    LONGCTX_CHECK(size_t(h.id) < slots.size() && slots[size_t(h.id)].busy && slots[size_t(h.id)].gen == h.gen,
+                  "Comm: a stale exchange handle (completed already: a copy waited on twice?)");
+    return slots[size_t(h.id)];
+  }
 
   int rank_ = 0, size_ = 1;
 };

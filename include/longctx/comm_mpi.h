@@ -38,7 +38,6 @@ class MpiComm final : public Comm {
     bool busy = false;
     uint32_t gen = 0;  // bumped at each exchange: a handle from an earlier one is stale
   };
-  Slot& slot_of(const Handle& h) const;  // the live slot of h, or an Error
   MPI_Comm comm_;
   int64_t piece_;
   mutable std::vector<Slot> slots_;

@@ -48,7 +48,6 @@ class StagedMpiComm final : public Comm {
     bool busy = false;
     uint32_t gen = 0;
   };
-  Pending& pending_of(const Handle& h) const;  // the live exchange of h, or an Error
   void finish(Pending& p) const;  // received bytes to the device
 
   MpiComm mpi_;

@@ -101,11 +101,9 @@ Comm::Handle MpiComm::do_exchange(const void* send, void* recv, int64_t n, DType
                                   int channel, Stream) const {
   CHECK(n <= 8 * piece_, "ring exchange of {} elements: over the {} that 16 requests carry", n, 8 * piece_);
   CHECK(channel >= 0 && channel < 8, "Comm::exchange: channel {} is outside 0..7", channel);
-  size_t id = 0;
-  while (id < slots_.size() && slots_[id].busy) ++id;
-  if (id == slots_.size()) slots_.emplace_back();
-  Slot& sl = slots_[id];
-  sl.busy = true, sl.count = 0, sl.gen += 1;
+  const Handle h = acquire_slot(slots_);
+  Slot& sl = slots_[size_t(h.id)];
+  sl.count = 0;
   const MPI_Datatype mt = mpi_type(t);
   for (int64_t i = 0; i < n; i += piece_) {
     const int cnt = int(std::min(piece_, n - i));
@@ -114,18 +112,12 @@ Comm::Handle MpiComm::do_exchange(const void* send, void* recv, int64_t n, DType
     mpi_check(MPI_Isend(at(send, i, t), cnt, mt, to, 1 + channel, comm_, &sl.req[size_t(sl.count++)]),
               "MPI_Isend");
   }
-  return Handle{int(id), sl.gen};
-}
-
-MpiComm::Slot& MpiComm::slot_of(const Handle& h) const {
-  CHECK(size_t(h.id) < slots_.size() && slots_[size_t(h.id)].busy && slots_[size_t(h.id)].gen == h.gen,
-        "Comm: a stale exchange handle (completed already: a copy waited on twice?)");
-  return slots_[size_t(h.id)];
+  return h;
 }
 
 void MpiComm::do_progress(Handle& h) const {
   if (!h.active()) return;
-  Slot& sl = slot_of(h);
+  Slot& sl = live_slot(slots_, h);
   int done = 0;
   if (sl.count) mpi_check(MPI_Testall(sl.count, sl.req.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
   if (done || !sl.count) sl.busy = false, sl.count = 0, h.id = -1;
@@ -133,7 +125,7 @@ void MpiComm::do_progress(Handle& h) const {
 
 void MpiComm::do_wait(Handle& h) const {
   if (!h.active()) return;
-  Slot& sl = slot_of(h);
+  Slot& sl = live_slot(slots_, h);
   if (sl.count) mpi_check(MPI_Waitall(sl.count, sl.req.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
   sl.busy = false, sl.count = 0, h.id = -1;
 }

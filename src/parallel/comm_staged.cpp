@@ -80,10 +80,8 @@ void StagedMpiComm::do_all_gather(const void* in, void* out, int64_t n, DType t,
 Comm::Handle StagedMpiComm::do_exchange(const void* send, void* recv, int64_t n, DType t, int to, int from,
                                         int channel, Stream s) const {
   sync(s);
-  size_t id = 0;
-  while (id < pending_.size() && pending_[id].busy) ++id;
-  if (id == pending_.size()) pending_.emplace_back();
-  Pending& p = pending_[id];
+  const Handle h = acquire_slot(pending_);
+  Pending& p = pending_[size_t(h.id)];
   p.bytes = size_t(n) * dtype_size(t);
   if (p.capacity < p.bytes) {  // grown on first use at this size (the first step), then reused
     cudaFreeHost(p.host_send), cudaFreeHost(p.host_recv);
@@ -93,15 +91,9 @@ Comm::Handle StagedMpiComm::do_exchange(const void* send, void* recv, int64_t n,
     p.capacity = p.bytes;
   }
   d2h(p.host_send, send, p.bytes);
-  p.device_recv = recv, p.busy = true, p.gen += 1;
+  p.device_recv = recv;
   p.inner = mpi_.exchange_raw(p.host_send, p.host_recv, n, t, to, from, channel, {});
-  return Handle{int(id), p.gen};
-}
-
-StagedMpiComm::Pending& StagedMpiComm::pending_of(const Handle& h) const {
-  CHECK(size_t(h.id) < pending_.size() && pending_[size_t(h.id)].busy && pending_[size_t(h.id)].gen == h.gen,
-        "Comm: a stale exchange handle (completed already: a copy waited on twice?)");
-  return pending_[size_t(h.id)];
+  return h;
 }
 
 void StagedMpiComm::finish(Pending& p) const {
@@ -111,7 +103,7 @@ void StagedMpiComm::finish(Pending& p) const {
 
 void StagedMpiComm::do_wait(Handle& h) const {
   if (!h.active()) return;
-  Pending& p = pending_of(h);
+  Pending& p = live_slot(pending_, h);
   mpi_.wait(p.inner);
   finish(p);
   h.id = -1;
@@ -119,7 +111,7 @@ void StagedMpiComm::do_wait(Handle& h) const {
 
 void StagedMpiComm::do_progress(Handle& h) const {
   if (!h.active()) return;
-  Pending& p = pending_of(h);
+  Pending& p = live_slot(pending_, h);
   mpi_.progress(p.inner);
   if (!p.inner.active()) finish(p), h.id = -1;
 }
