@@ -64,4 +64,17 @@ class Error : public std::runtime_error {
 
 namespace longctx {
 inline constexpr const char* kVersion = "0.1.0";
+
+// Runs fn, which every rank runs on the same input (the same checkpoint or data file): an Error it
+// throws is rethrown marked alike, so the job prints it once (job.h: a rank alone in failing still
+// ends the job).
+template <class F>
+auto raised_alike(F&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Error& e) {
+    if (e.alike()) throw;
+    throw Error(e.what(), e.where(), e.hint(), /*alike=*/true);
+  }
 }
+}  // namespace longctx

@@ -19,7 +19,7 @@ template <class V>
   throw_error(LONGCTX_WHERE,
               fmt::format("checkpoint {}: /state attribute {} = {} is out of range (allowed: {})",
                           path, name, value, allowed),
-              kStateHint, /*alike=*/true);  // every rank reads the same file: printed once
+              kStateHint);
 }
 
 // The stages of the deck stored in the file (/config/deck), if it has one that parses.

@@ -31,22 +31,22 @@ class TokenSource final : public DataSource {
   explicit TokenSource(const Config& cfg)
       : path_(cfg.data.path), seed_(cfg.run.seed), vocab_(cfg.model.vocab_size) {
     h5::quiet();
-    CHECK_ALIKE(!path_.empty(), kPackHint,
+    CHECK_HINT(!path_.empty(), kPackHint,
                "data.kind = \"tokens\" needs data.path (an HDF5 token file)");
     std::error_code ec;
-    CHECK_ALIKE(std::filesystem::is_regular_file(path_, ec), kPackHint,
+    CHECK_HINT(std::filesystem::is_regular_file(path_, ec), kPackHint,
                "data.path = {}: no such file", path_);
-    CHECK_ALIKE(H5Fis_hdf5(path_.c_str()) > 0, kPackHint, "data.path = {} is not an HDF5 file",
+    CHECK_HINT(H5Fis_hdf5(path_.c_str()) > 0, kPackHint, "data.path = {} is not an HDF5 file",
                path_);
     file_ = Hid(H5Fopen(path_.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    CHECK_ALIKE(file_ >= 0, "the file may be truncated or damaged; " + std::string(kPackHint),
+    CHECK_HINT(file_ >= 0, "the file may be truncated or damaged; " + std::string(kPackHint),
                "HDF5 could not open data.path = {}", path_);
-    CHECK_ALIKE(H5Lexists(file_, "/tokens", H5P_DEFAULT) > 0, kPackHint,
+    CHECK_HINT(H5Lexists(file_, "/tokens", H5P_DEFAULT) > 0, kPackHint,
                "data.path = {} has no dataset /tokens", path_);
     dset_ = Hid(H5Dopen2(file_, "/tokens", H5P_DEFAULT));
     CHECK(dset_ >= 0, "HDF5 could not open /tokens in {}", path_);
     Hid type(H5Dget_type(dset_));
-    CHECK_ALIKE(H5Tget_class(type) == H5T_INTEGER, kPackHint,
+    CHECK_HINT(H5Tget_class(type) == H5T_INTEGER, kPackHint,
                "/tokens in {} holds {}, expected integer token ids (uint32)", path_,
                H5Tget_class(type) == H5T_FLOAT ? "floating-point numbers" : "a non-integer type");
     space_ = Hid(H5Dget_space(dset_));
@@ -60,7 +60,7 @@ class TokenSource final : public DataSource {
     for (size_t k = 0; k < cfg.stages.size(); ++k)
       if (cfg.stages[k].seq_len + 1 > need)
         need = cfg.stages[k].seq_len + 1, stage = int64_t(k) + 1;
-    CHECK_ALIKE(n_ >= need, "use more text, or shorter stages",
+    CHECK_HINT(n_ >= need, "use more text, or shorter stages",
                "data.path = {} holds {} tokens, but stage {} needs seq_len + 1 = {} per sample",
                path_, n_, stage, need);
     check_ids();
@@ -105,7 +105,7 @@ class TokenSource final : public DataSource {
       const auto bad = std::find_if(buf_.begin(), buf_.begin() + int64_t(count),
                                     [&](int64_t id) { return id < 0 || id >= vocab_; });
       // Every rank reads the same file: raised alike, printed once.
-      CHECK_ALIKE(false, "re-pack the data, or raise model.vocab_size",
+      CHECK_HINT(false, "re-pack the data, or raise model.vocab_size",
                   "data.path = {}: dataset /tokens holds id {} at index {} (the first bad one of {} ids), "
                   "outside the vocabulary [0, {}) of model.vocab_size = {}",
                   path_, *bad, lo + (bad - buf_.begin()), n_, vocab_, vocab_);

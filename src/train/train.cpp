@@ -36,9 +36,10 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   CHECK_ALIKE(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
               "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
               opt_.stop_after_stage, cfg_.stages.size());
-  preflight_outputs(train_outputs(cfg_), groups_->mpi_all());  // every output writable before any work
-  engine_ = StepEngine::create(cfg_, *groups_);
+  // The inputs first (data, the memory plan, the checkpoint to start from), then the outputs: a run
+  // refused for its input creates no directory; every output is proved writable before any step.
   data_ = open_data(cfg_);
+  engine_ = StepEngine::create(cfg_, *groups_);
   st_.seed = cfg_.run.seed;
   if (const char* f = std::getenv("LONGCTX_FAIL_AT")) {  // "rank:step[:std]", a test hook
     int end = 0;
@@ -48,6 +49,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   }
   std::string from;
   load_start(from);
+  preflight_outputs(train_outputs(cfg_), groups_->mpi_all());
 
   if (grid.world_rank == 0) {
     create_directories_for("run.out_dir", cfg_.run.out_dir);
