@@ -82,10 +82,8 @@ int64_t available_memory(std::string* source) {
 
 void check_memory_fits(const ProcessGroups& g, const StateBytes& state, const std::vector<size_t>& stage_bytes,
                        const std::vector<std::string>& stage_names, const char* what) {
-  std::string source;
   const Comm& node = g.node();
-  const double mine = double(available_memory(&source));
-  double avail = node.rank() == 0 ? mine : 0.0;  // node rank 0's reading stands for the node
+  double avail = node.rank() == 0 ? double(available_memory()) : 0.0;  // node rank 0 reads for the node
   node.all_reduce_sum(&avail, 1);
   // Per check (0: the state alone; i: the state and stage i's arena): the node's total need.
   const size_t S = stage_bytes.size();

@@ -51,19 +51,32 @@ void prune_checkpoints(const Config& cfg) {
   }
 }
 
-void remove_run_outputs(const Config& cfg) {
+namespace {
+// Removes checkpoint.dir's unfinished checkpoints (ckpt_N.h5.tmp) and, with `finished` too, the
+// complete ones; other files stay. `why` starts the messages ("--fresh: "). Returns what it removed.
+std::vector<std::string> remove_checkpoint_files(const Config& cfg, bool finished, const char* why) {
+  std::vector<std::string> removed;
   std::error_code ec;
-  if (fs::is_directory(cfg.checkpoint.dir, ec)) {
-    for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
-      std::string n = it->path().filename().string();
-      if (n.ends_with(".tmp")) n.resize(n.size() - 4);  // an interrupted write
-      std::error_code rm;
-      if (checkpoint_step(n) >= 0) fs::remove(it->path(), rm);
-      CHECK_HINT(!rm, kFsHint, "--fresh: checkpoint.dir = '{}': cannot remove {}: {}", cfg.checkpoint.dir,
-                 it->path().string(), rm.message());
-    }
-    CHECK_HINT(!ec, kFsHint, "--fresh: checkpoint.dir = '{}': cannot list it: {}", cfg.checkpoint.dir, ec.message());
+  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return removed;
+  for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string n = it->path().filename().string();
+    const bool unfinished = n.ends_with(".tmp");  // an interrupted write
+    if (unfinished) n.resize(n.size() - 4);
+    if (checkpoint_step(n) < 0 || !(unfinished || finished)) continue;
+    std::error_code rm;
+    fs::remove(it->path(), rm);
+    CHECK_HINT(!rm, kFsHint, "{}checkpoint.dir = '{}': cannot remove {}: {}", why, cfg.checkpoint.dir,
+               it->path().string(), rm.message());
+    removed.push_back(it->path().string());
   }
+  CHECK_HINT(!ec, kFsHint, "{}checkpoint.dir = '{}': cannot list it: {}", why, cfg.checkpoint.dir, ec.message());
+  return removed;
+}
+}  // namespace
+
+void remove_run_outputs(const Config& cfg) {
+  remove_checkpoint_files(cfg, /*finished=*/true, "--fresh: ");
+  std::error_code ec;
   const fs::path metrics = fs::path(cfg.run.out_dir) / "metrics.jsonl";
   fs::remove(metrics, ec);
   CHECK_HINT(!ec, kFsHint, "--fresh: run.out_dir = '{}': cannot remove {}: {}",
@@ -71,19 +84,7 @@ void remove_run_outputs(const Config& cfg) {
 }
 
 std::vector<std::string> remove_unfinished_checkpoints(const Config& cfg) {
-  std::vector<std::string> removed;
-  std::error_code ec;
-  if (!fs::is_directory(cfg.checkpoint.dir, ec)) return removed;
-  for (fs::directory_iterator it(cfg.checkpoint.dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string n = it->path().filename().string();
-    if (!n.ends_with(".tmp") || checkpoint_step(n.substr(0, n.size() - 4)) < 0) continue;
-    std::error_code rm;
-    fs::remove(it->path(), rm);
-    CHECK_HINT(!rm, kFsHint, "checkpoint.dir = '{}': cannot remove the unfinished checkpoint {}: {}",
-               cfg.checkpoint.dir, it->path().string(), rm.message());
-    removed.push_back(it->path().string());
-  }
-  return removed;
+  return remove_checkpoint_files(cfg, /*finished=*/false, "");
 }
 
 }  // namespace longctx
