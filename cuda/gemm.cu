@@ -2,10 +2,12 @@
 //   C(m×n) = beta·C + op(A)·op(B), A/B bf16, fp32 compute (CUBLAS_COMPUTE_32F), C bf16 or fp32.
 // Row-major (N, X) data is column-major (X × N) to cuBLAS, so each product is written transposed:
 // out(N,O) = in·Wᵀ is outᵀ(O×N) = W·inᵀ, i.e. A = W stored (I×O) with op T, B = in stored (I×N).
-// Limits: every dim in [1, 2^31); checked before the call. The heuristic's first algorithm runs.
+// Limits: every dim in [1, 2^31); checked before the call. The heuristic's first algorithm runs;
+// it is chosen once per shape (Blas::plan) and kept with the shape's descriptors.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "flash_common.cuh"  // CUDA_CHECK, cuda_fail
@@ -32,14 +34,23 @@ Blas::Blas(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
 }
 
 Blas::~Blas() {
+  for (auto& [key, p] : plans_) {
+    cublasLtMatrixLayoutDestroy(static_cast<cublasLtMatrixLayout_t>(p.lc));
+    cublasLtMatrixLayoutDestroy(static_cast<cublasLtMatrixLayout_t>(p.lb));
+    cublasLtMatrixLayoutDestroy(static_cast<cublasLtMatrixLayout_t>(p.la));
+    cublasLtMatmulDescDestroy(static_cast<cublasLtMatmulDesc_t>(p.desc));
+  }
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
-void Blas::matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, const uint16_t* A, int64_t lda,
-                  const uint16_t* B, int64_t ldb, void* C, bool c_f32, int64_t ldc, float beta, void* stream) {
-  ops_require(dim_ok(m) && dim_ok(n) && dim_ok(k), "gemm", "every dimension must be in [1, 2^31)");
-  ops_require(c_f32 || beta == 0.0f, "gemm", "beta != 0 needs an fp32 result");
+// Key: transA, transB, m, n, k, lda, ldb, ldc, fp32 C, beta != 0 (the heuristic may pick another
+// algorithm when C is read).
+const Blas::Plan& Blas::plan(const Key& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second;
+  const auto [transA, transB, m, n, k, lda, ldb, ldc, c_f32, with_beta] = key;
+  static_assert(sizeof(cublasLtMatmulAlgo_t) <= sizeof(Plan::algo), "Plan::algo too small");
   const cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cudaDataType_t ct = c_f32 ? CUDA_R_32F : CUDA_R_16BF;
   cublasLtMatmulDesc_t desc = nullptr;
@@ -59,13 +70,29 @@ void Blas::matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, con
   int found = 0;
   const auto h = static_cast<cublasLtHandle_t>(handle_);
   BLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, lc, lc, pref, 1, &result, &found));
-  ops_require(found > 0, "gemm", "cuBLASLt found no algorithm for this shape");
-  const float alpha = 1.0f;
-  BLAS_CHECK(cublasLtMatmul(h, desc, &alpha, A, la, B, lb, &beta, C, lc, C, lc, &result.algo, workspace_,
-                            workspace_bytes_, static_cast<cudaStream_t>(stream)));
   cublasLtMatmulPreferenceDestroy(pref);
-  cublasLtMatrixLayoutDestroy(lc), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(la);
-  cublasLtMatmulDescDestroy(desc);
+  if (found <= 0) {
+    cublasLtMatrixLayoutDestroy(lc), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatmulDescDestroy(desc);
+    ops_require(false, "gemm", "cuBLASLt found no algorithm for this shape");
+  }
+  Plan p;
+  p.desc = desc, p.la = la, p.lb = lb, p.lc = lc;
+  std::memcpy(p.algo, &result.algo, sizeof(result.algo));
+  return plans_.emplace(key, p).first->second;
+}
+
+void Blas::matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, const uint16_t* A, int64_t lda,
+                  const uint16_t* B, int64_t ldb, void* C, bool c_f32, int64_t ldc, float beta, void* stream) {
+  ops_require(dim_ok(m) && dim_ok(n) && dim_ok(k), "gemm", "every dimension must be in [1, 2^31)");
+  const Plan& p = plan(Key{transA, transB, m, n, k, lda, ldb, ldc, c_f32, beta != 0.0f});
+  cublasLtMatmulAlgo_t algo;
+  std::memcpy(&algo, p.algo, sizeof(algo));
+  const float alpha = 1.0f;
+  const auto lc = static_cast<cublasLtMatrixLayout_t>(p.lc);
+  BLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), static_cast<cublasLtMatmulDesc_t>(p.desc), &alpha,
+                            A, static_cast<cublasLtMatrixLayout_t>(p.la), B, static_cast<cublasLtMatrixLayout_t>(p.lb),
+                            &beta, C, lc, C, lc, &algo, workspace_, workspace_bytes_, static_cast<cudaStream_t>(stream)));
 }
 
 void Blas::linear_fwd(void* out, bool out_f32, const uint16_t* in, const uint16_t* W, int64_t N, int64_t I,

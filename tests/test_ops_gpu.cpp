@@ -46,7 +46,7 @@ TEST_CASE("GPU casts round to nearest even, bf16 to fp32 exactly", "[gpu][kernel
   }
 }
 
-TEST_CASE("GPU fill, add and scale equal the CPU's to the bit", "[gpu][kernels]") {
+TEST_CASE("GPU fill, add (bf16, fp32) and scale equal the CPU's to the bit", "[gpu][kernels]") {
   REQUIRE(gpu::gpu_available());
   for (int64_t n : {int64_t(1), int64_t(4099), int64_t(3000001)}) {
     INFO("n = " << n);
@@ -70,6 +70,14 @@ TEST_CASE("GPU fill, add and scale equal the CPU's to the bit", "[gpu][kernels]"
     gpu::scale_f32(dx.p, -0.731f, n);
     cpu::scale(xr.data(), -0.731f, n);
     CHECK(same_bits(dx.get(), xr));  // one fp32 multiplication each
+    // fp32 add (the ring's dK/dV sums): one addition each, in place too.
+    std::vector<float> y = randn(sz(n)), sum(sz(n));
+    cpu::add(sum.data(), xr.data(), y.data(), n);
+    Dev<float> dy(y), dsum(sz(n));
+    gpu::add_f32(dsum.p, dx.p, dy.p, n);
+    CHECK(same_bits(dsum.get(), sum));
+    gpu::add_f32(dy.p, dx.p, dy.p, n);  // out aliases b
+    CHECK(same_bits(dy.get(), sum));
   }
 }
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# On the GPU node, in one call: build with CUDA, run the [gpu] tests (optionally under
-# compute-sanitizer), then the attention benchmark beside shared/bench/torch_reference.py on the
-# same GPU. Logs go to $OUT (default build/gpu-out).
-#   tools/gpu_check.sh [build] [test] [sanitize] [bench]      (default: build test bench)
+# On the GPU node, in one call: build with CUDA, run the [gpu] tests (single rank, then the
+# [gpu][mpi] ones under mpirun -np 4 on the one GPU; optionally under compute-sanitizer), then
+# the benchmarks beside shared/bench/torch_reference.py on the same GPU: attention (bench) and
+# training steps (trainbench). Logs go to $OUT (default build/gpu-out).
+#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench]   (default: build test mpi bench)
 set -uo pipefail
 OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
-steps=${*:-build test bench}
+steps=${*:-build test mpi bench}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 if [[ $steps == *build* ]]; then
@@ -17,16 +18,22 @@ if [[ $steps == *build* ]]; then
   grep -E "registers|spill" "$OUT/build.log" | paste - - | sed 's/ptxas info *: //' | sort | uniq -c | head -20
 fi
 if [[ $steps == *test* ]]; then
-  build/longctx_tests '[gpu]' > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc=$?"; tail -4 "$OUT/gpu_tests.log"
-  grep -B2 -A8 FAILED "$OUT/gpu_tests.log" | head -60
+  build/longctx_tests '[gpu]~[mpi]' > "$OUT/gpu_tests.log" 2>&1; echo "gpu tests rc=$?"; tail -4 "$OUT/gpu_tests.log"
+  grep -B2 -A12 FAILED "$OUT/gpu_tests.log" | head -80
+  grep -A3 "warning:" "$OUT/gpu_tests.log" | grep -v "^--" | head -20
+fi
+if [[ $steps == *mpi* ]]; then
+  mpirun --oversubscribe -np 4 build/longctx_tests '[gpu][mpi]' > "$OUT/gpu_mpi.log" 2>&1
+  echo "gpu mpi tests (4 ranks, one GPU) rc=$?"; tail -4 "$OUT/gpu_mpi.log"
+  grep -B2 -A12 FAILED "$OUT/gpu_mpi.log" build/tmp/mpi-rank*.log 2>/dev/null | head -60
 fi
 if [[ $steps == *sanitize* ]]; then
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool --error-exitcode 9 build/longctx_tests '[gpu]' > "$OUT/sanitize_$tool.log" 2>&1
+    compute-sanitizer --tool $tool --error-exitcode 9 build/longctx_tests '[gpu]~[mpi]~[e2e]' > "$OUT/sanitize_$tool.log" 2>&1
     echo "compute-sanitizer $tool rc=$?"; tail -3 "$OUT/sanitize_$tool.log"
   done
 fi
-if [[ $steps == *bench* ]]; then
+if [[ " $steps " == *" bench "* ]]; then
   ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
   {
     build/bench_attention --fwd mma --bwd mma --T 16384 --hd 128,64 | sed 's/^longctx/longctx(mma.sync)/'
@@ -40,4 +47,14 @@ if [[ $steps == *bench* ]]; then
       python3 $ref --what attention --T 16384 --batch 1 --hd 128 --noncausal
     else echo "torch_reference.py not found"; fi
   } 2>&1 | grep -v Warning | tee "$OUT/bench.log"
+fi
+if [[ $steps == *trainbench* ]]; then
+  ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
+  [ -f $ref ] || ref=third_party/bench/torch_reference.py
+  {
+    tools/bench_train.sh input/gpu_134m.toml 8192
+    tools/bench_train.sh input/gpu_134m.toml 65536 1 6
+    tools/bench_train.sh input/gpu_1b.toml 8192 0 6
+    python3 $ref --what ceilings,llama --llama 134m:8192,134m:65536:ckpt,1b:8192
+  } 2>&1 | grep -v Warning | tee "$OUT/trainbench.log"
 fi

@@ -6,7 +6,9 @@
 // to pinned host memory, runs the MpiComm operation there and copies the result back, in pieces
 // of at most `stage_bytes` per buffer, so the pinned memory is fixed however large the tensor.
 // An exchange stages its send buffer at once and copies the received data to the device in
-// wait() (or in the progress() that finds it done). Results are those of MpiComm bit for bit.
+// wait() (or in the progress() that finds it done). Results are those of MpiComm bit for bit;
+// bf16 sums (which MpiComm refuses) are reduced in fp32 on the host and rounded once. A group of
+// one rank copies on the device (asynchronously, on the stream) and stages nothing.
 #pragma once
 
 #include <cstddef>

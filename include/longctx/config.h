@@ -28,6 +28,8 @@ enum class Ring { zigzag, contiguous };             // parallel.ring
 enum class Schedule { cosine, constant };           // optim.schedule
 enum class DataKind { needle, tokens };             // data.kind
 enum class Filler { landmark, random_words };       // data.filler
+enum class Device { automatic, cpu, cuda };         // run.device
+enum class Transport { automatic, nccl, mpi };      // parallel.transport
 
 template <class E>
 struct ModeNames;
@@ -50,6 +52,15 @@ struct ModeNames<DataKind> {
 template <>
 struct ModeNames<Filler> {
   static constexpr std::array<std::string_view, 2> names{"landmark", "random_words"};
+};
+
+template <>
+struct ModeNames<Device> {
+  static constexpr std::array<std::string_view, 3> names{"auto", "cpu", "cuda"};
+};
+template <>
+struct ModeNames<Transport> {
+  static constexpr std::array<std::string_view, 3> names{"auto", "nccl", "mpi"};
 };
 
 template <class E>
@@ -75,6 +86,10 @@ struct RunConfig {
   uint64_t seed = 1234;
   int64_t log_every = 1;
   int threads = 0;  // CPU threads for OpenBLAS/OpenMP; 0 = all cores (1 per rank when ranks > 1)
+  // "auto": the GPU of the rank's node-local rank when every rank has one and the model's head size
+  // is one the GPU kernels take, else the CPU (the log says which and why); "cpu"; "cuda".
+  Device device = Device::automatic;
+  bool deterministic = false;  // GPU: atomics-free kernels only, so a run repeats bit for bit
 };
 
 struct ModelConfig {
@@ -88,6 +103,9 @@ struct ModelConfig {
   bool tie_embeddings = false;
   double init_std = 0.02;
   bool recompute = false;  // recompute each layer's activations in backward
+  // LM-head rows per logits GEMM; 0: the backend's default (16 MiB of fp32 logits on the CPU,
+  // 256 MiB on the GPU). Not part of the model's shape (checkpoints do not record it).
+  int64_t logits_chunk = 0;
   int64_t head_size() const { return d_model / n_heads; }  // HS
 };
 
@@ -95,6 +113,9 @@ struct ParallelConfig {
   int64_t dp = 1, tp = 1, sp = 1;
   TpMode tp_mode = TpMode::all_reduce;  // "all_reduce" | "reduce_scatter"
   Ring ring = Ring::zigzag;             // "zigzag" | "contiguous"
+  // Device buffers between ranks: "nccl", "mpi" (staged through pinned host memory), or "auto"
+  // (NCCL when every rank has a GPU of its own, else MPI). Host runs always use MPI.
+  Transport transport = Transport::automatic;
 };
 
 struct OptimConfig {

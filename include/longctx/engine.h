@@ -34,7 +34,7 @@ struct StateBytes {
 class StepEngine {
  public:
   virtual ~StepEngine() = default;
-  // The engine of the deck's backend (the CPU now) on these groups. Checks that the state and the
+  // The engine of the backend the groups chose (groups.device(): CPU or CUDA). Checks that the state and the
   // largest stage's activations fit in memory (memory.h) before allocating anything.
   static std::unique_ptr<StepEngine> create(const Config& cfg, const ProcessGroups& groups);
 
@@ -69,6 +69,9 @@ class StepEngine {
 
   virtual const ParamLayout& layout() const = 0;
   virtual int64_t shard_size() const = 0;
+  // "cpu", or "cuda: NVIDIA H200 (device 0, …), transport mpi"; the device memory in use (0 on the CPU).
+  virtual std::string describe_device() const = 0;
+  virtual double device_mib() const = 0;
 };
 
 // Bytes of the state arena for `layout` with shards of `shard_n` over `shards` ranks, for a backend

@@ -49,6 +49,12 @@ class LmHead {
   int64_t chunk_ = 0;
   Tensor<float> logits_, mx_;
   Tensor<double> stats_;  // per chunk row: sum of exponentials, then the target logit
+  Tensor<double> acc_;    // (2): the loss sum and the number of targets, over the chunks
+  // Backends whose activations are not fp32: the logits gradient cast for the two products.
+  Tensor<Act> dz_;
+  // Device backends: the chunk's row losses and top-1 flags before their download (RowStats).
+  Tensor<float> row_loss_;
+  Tensor<uint8_t> row_top1_;
 };
 
 // One call on the CPU backend with its own scratch (allocated per call: for tests and tools, not

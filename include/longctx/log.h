@@ -33,6 +33,7 @@ struct StepLine {
   double eta_s = 0.0;
   double peak_rss_mib = 0.0;
   double elapsed_s = 0.0;
+  double gpu_mib = 0.0;  // device memory in use (GPU runs; 0 on the CPU, then not shown)
 };
 
 void print_step_line(const StepLine& s);

@@ -56,7 +56,7 @@ class Model {
   // ring buffers, LM-head scratch), counted without allocating anything.
   size_t arena_bytes(int64_t batch, int64_t T);
   // Bytes the backend's ops keep outside the arena at that shape (B::op_scratch_bytes).
-  size_t op_scratch_bytes(int64_t T) const;
+  size_t op_scratch_bytes(int64_t batch, int64_t T) const;
   // Shapes the next micro-batches: `batch` sequences of global length T, RoPE base theta. Allocates the
   // arena when the shape needs more than it holds (once per stage, never in the step).
   void configure(int64_t batch, int64_t T, double theta);

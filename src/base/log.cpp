@@ -28,10 +28,11 @@ static std::string si(double x) {
 
 void print_step_line(const StepLine& s) {
   log_info("stage {}/{} step {:>{}}/{} | loss {:.4f} | gnorm {:.3f} | lr {:.2e} | {} tok/s | "
-           "{}FLOP/s | rss {:.0f} MiB | ETA {}",
+           "{}FLOP/s | rss {:.0f} MiB{} | ETA {}",
            s.r.stage, s.n_stages, s.r.stage_step, fmt::formatted_size("{}", s.stage_steps),
            s.stage_steps, s.r.loss, s.r.grad_norm, s.r.lr, si(s.tok_per_s), si(s.flop_per_s),
-           s.peak_rss_mib, format_duration(s.eta_s));
+           s.peak_rss_mib, s.gpu_mib > 0 ? fmt::format(" | gpu {:.0f} MiB", s.gpu_mib) : std::string(),
+           format_duration(s.eta_s));
 }
 
 FILE* open_metrics(const std::string& path, int64_t keep_through) {
@@ -67,10 +68,10 @@ void write_metrics(FILE* f, const StepLine& s) {
   fmt::print(f,
              "{{\"stage\":{},\"stage_step\":{},\"global_step\":{},\"loss\":{},\"grad_norm\":{},"
              "\"lr\":{},\"tokens\":{},\"tok_per_s\":{:.1f},\"flop_per_s\":{:.4g},\"seq_len\":{},"
-             "\"rope_theta\":{},\"step_s\":{:.4f},\"elapsed_s\":{:.3f},\"peak_rss_mib\":{:.1f}}}\n",
+             "\"rope_theta\":{},\"step_s\":{:.4f},\"elapsed_s\":{:.3f},\"peak_rss_mib\":{:.1f}{}}}\n",
              s.r.stage, s.r.stage_step, s.r.global_step, s.r.loss, s.r.grad_norm, s.r.lr,
              s.r.tokens, s.tok_per_s, s.flop_per_s, s.seq_len, s.rope_theta, s.r.seconds,
-             s.elapsed_s, s.peak_rss_mib);
+             s.elapsed_s, s.peak_rss_mib, s.gpu_mib > 0 ? fmt::format(",\"gpu_mib\":{:.1f}", s.gpu_mib) : std::string());
   std::fflush(f);
 }
 

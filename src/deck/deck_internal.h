@@ -30,7 +30,7 @@ inline constexpr const char* kHint =
 
 // Where a key's value is stored; the enum pointers are the string keys with a fixed set of values.
 using Ptr = std::variant<int64_t*, uint64_t*, int*, double*, bool*, std::string*, TpMode*, Ring*,
-                         Schedule*, DataKind*, Filler*>;
+                         Schedule*, DataKind*, Filler*, Device*, Transport*>;
 
 struct Field {
   const char* key;

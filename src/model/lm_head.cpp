@@ -2,7 +2,10 @@
 // instantiated for the CPU backend here.
 #include "longctx/lm_head.h"
 
+#include <type_traits>
+
 #include "longctx/backend/cpu.h"
+#include "longctx/backend/cuda.h"
 #include "longctx/common.h"
 
 namespace longctx {
@@ -13,6 +16,10 @@ void LmHead<B>::take_buffers(Arena& a, int64_t chunk, int64_t V_loc) {
   logits_ = a.take<float>({chunk, V_loc});
   mx_ = a.take<float>({chunk});
   stats_ = a.take<double>({2 * chunk});
+  acc_ = a.take<double>({2});
+  dz_ = a.take<Act>({std::is_same_v<Act, float> ? 0 : chunk, V_loc});
+  const int64_t dev_rows = B::kHostMemory ? 0 : chunk;
+  row_loss_ = a.take<float>({dev_rows}), row_top1_ = a.take<uint8_t>({dev_rows});
 }
 
 template <class B>
@@ -20,7 +27,7 @@ LossSum LmHead<B>::loss(Tensor<const Act> x, Tensor<const Param> W, Tensor<const
                         Tensor<Act> dx, Tensor<float> dW, float scale, const RowStats& out) {
   CHECK(chunk_ > 0, "LmHead: take_buffers() before loss()");
   const int64_t N = x.size(0);
-  LossSum total;
+  be_.fill(acc_, 0.0f);
   for (int64_t n0 = 0; n0 < N; n0 += chunk_) {
     const int64_t rows = std::min(chunk_, N - n0);
     const Tensor<const int32_t> tg = target.rows(n0, rows);
@@ -31,19 +38,39 @@ LossSum LmHead<B>::loss(Tensor<const Act> x, Tensor<const Param> W, Tensor<const
     if (tp_) tp_->all_reduce_max(mx.data, rows, be_.compute());
     be_.xent_row_sum(sum, zt, z, mx, tg, v0);
     if (tp_) tp_->all_reduce_sum(stats_.data, 2 * rows, be_.compute());  // sum and zt are adjacent
-    static_assert(B::kHostMemory, "LmHead: row statistics of a device backend go through a download");
-    const Tensor<float> loss(out.loss ? out.loss + n0 : nullptr, {out.loss ? rows : 0});
-    const Tensor<uint8_t> top1(out.top1 ? out.top1 + n0 : nullptr, {out.top1 ? rows : 0});
-    be_.xent_rows(loss, top1, mx, sum, zt, tg, total.sum, total.count);
+    // Row statistics: written straight into the caller's host arrays, or on the device and copied.
+    Tensor<float> loss(out.loss ? out.loss + n0 : nullptr, {out.loss ? rows : 0});
+    Tensor<uint8_t> top1(out.top1 ? out.top1 + n0 : nullptr, {out.top1 ? rows : 0});
+    if constexpr (!B::kHostMemory) {
+      if (out.loss) loss = row_loss_.rows(0, rows);
+      if (out.top1) top1 = row_top1_.rows(0, rows);
+    }
+    be_.xent_rows(loss, top1, mx, sum, zt, tg, acc_);
+    if constexpr (!B::kHostMemory) {
+      if (out.loss) be_.download(out.loss + n0, Tensor<const float>(loss));
+      if (out.top1) be_.download(out.top1 + n0, Tensor<const uint8_t>(top1));
+    }
     if (dx.empty() && dW.empty()) continue;
     be_.xent_grad(z, mx, sum, tg, v0, scale);
-    if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, z, {}, W, false);
-    if (!dW.empty()) be_.linear_bwd({}, dW, z, x.rows(n0, rows), {}, false);
+    if constexpr (std::is_same_v<Act, float>) {
+      if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, z, {}, W, false);
+      if (!dW.empty()) be_.linear_bwd({}, dW, z, x.rows(n0, rows), {}, false);
+    } else {  // the products take bf16 operands: the gradient of the logits is cast once
+      const Tensor<Act> dz = dz_.rows(0, rows);
+      be_.cast(dz, Tensor<const float>(z));
+      if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, dz, {}, W, false);
+      if (!dW.empty()) be_.linear_bwd({}, dW, dz, x.rows(n0, rows), {}, false);
+    }
   }
-  return total;
+  double acc[2];
+  be_.download(acc, Tensor<const double>(acc_));
+  return LossSum{acc[0], int64_t(acc[1])};
 }
 
 template class LmHead<Cpu>;
+#if defined(LONGCTX_CUDA)
+template class LmHead<Cuda>;
+#endif
 
 double lm_head_loss(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,
                     int64_t V_loc, int64_t v0, float* dx, float* dW, float scale, int64_t chunk,

@@ -4,6 +4,7 @@
 #include "longctx/model.h"
 
 #include "longctx/backend/cpu.h"
+#include "longctx/backend/cuda.h"
 #include "longctx/common.h"
 
 namespace longctx {
@@ -22,7 +23,9 @@ void Model<B>::shape(int64_t Bn, int64_t T) {
   const int64_t N = Bn * seq().T_loc;
   CHECK(!rs_ || N % tp_.size == 0, "reduce_scatter: {} local rows are not divisible by tp = {}", N, tp_.size);
   B_ = Bn, T_ = T, N_ = N, Nr_ = rs_ ? N / tp_.size : N;
-  chunk_ = std::min(N, std::max<int64_t>(1, (int64_t(1) << 22) / tp_.V));  // at most 16 MiB of logits
+  // LM-head rows per logits GEMM: model.logits_chunk, or at most B::kLogitsBytes of fp32 logits.
+  const int64_t chunk = m_.logits_chunk > 0 ? m_.logits_chunk : int64_t(B::kLogitsBytes / sizeof(float)) / tp_.V;
+  chunk_ = std::min(N, std::max<int64_t>(1, chunk));
 }
 
 template <class B>
@@ -72,12 +75,15 @@ size_t Model<B>::arena_bytes(int64_t Bn, int64_t T) {
 }
 
 template <class B>
-size_t Model<B>::op_scratch_bytes(int64_t T) const {
+size_t Model<B>::op_scratch_bytes(int64_t batch, int64_t T) const {
   int64_t keys = 0;  // the longest key block of one attention call: a ring chunk
   const int sp = par_.sp ? par_.sp->size() : 1;
   for (int r = 0; r < sp; ++r)
     for (const auto& seg : seq_layout(T, r, sp, par_.ring == Ring::zigzag).segs) keys = std::max(keys, seg.len);
-  return be_.op_scratch_bytes(keys, m_.head_size());
+  ScratchShape s;
+  s.keys = keys, s.NH = tp_.NH, s.HS = m_.head_size();
+  s.rows = batch * (T / sp), s.C = m_.d_model, s.V = tp_.V;
+  return be_.op_scratch_bytes(s);
 }
 
 template <class B>
@@ -91,6 +97,7 @@ void Model<B>::configure(int64_t Bn, int64_t T, double theta) {
   }
   Arena bound(mem_.get(), held_);
   take_all(bound);
+  be_.reserve_scratch(op_scratch_bytes(Bn, T));
   const std::vector<int64_t> pos = seq().positions();
   be_.rope_table(cos_, sin_, pos, theta);
 }
@@ -206,7 +213,7 @@ LossSum Model<B>::forward_backward(const int32_t* tokens, const int32_t* targets
   embed(tok, x_in_[0]);
   for (int64_t l = 0; l < L; ++l) layer_forward(l, acts_for(l), x_in_[size_t(l + 1)]);
   const LossSum r = head(tgt, true);
-  be_.fill(dres_, Act(0.0f));
+  be_.fill(dres_, 0.0f);
   be_.rmsnorm_bwd(dres_, g_.norm, reduce_partial(dxf_), x_in_[size_t(L)], p_.norm, rstdf_);
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActs& a = acts_for(l);
@@ -227,5 +234,8 @@ LossSum Model<B>::forward(const int32_t* tokens, const int32_t* targets, const R
 }
 
 template class Model<Cpu>;
+#if defined(LONGCTX_CUDA)
+template class Model<Cuda>;
+#endif
 
 }  // namespace longctx

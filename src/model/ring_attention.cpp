@@ -8,6 +8,7 @@
 
 #include "longctx/common.h"
 #include "longctx/backend/cpu.h"
+#include "longctx/backend/cuda.h"
 #include "longctx/ops.h"
 
 namespace longctx {
@@ -182,5 +183,8 @@ void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, 
 }
 
 template class RingAttention<Cpu>;
+#if defined(LONGCTX_CUDA)
+template class RingAttention<Cuda>;
+#endif
 
 }  // namespace longctx

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "longctx/bf16.h"
 #include "longctx/common.h"
 
 namespace longctx {
@@ -23,6 +24,18 @@ void d2h(void* host, const void* dev, size_t bytes) {
 }
 void h2d(void* dev, const void* host, size_t bytes) {
   if (bytes) cuda_check(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (host to device)");
+}
+void d2d(void* dst, const void* src, size_t bytes, Stream s) {
+  if (bytes && dst != src)
+    cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, static_cast<cudaStream_t>(s.handle)),
+               "cudaMemcpyAsync (device to device)");
+}
+// bf16 bits <-> fp32 on the host (bf16 sums are reduced in fp32 and rounded once).
+void widen(float* out, const uint16_t* in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
+}
+void narrow(uint16_t* out, const float* in, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_bits(in[i]);
 }
 char* at(void* p, int64_t i, DType t) { return static_cast<char*>(p) + size_t(i) * dtype_size(t); }
 const char* at(const void* p, int64_t i, DType t) { return static_cast<const char*>(p) + size_t(i) * dtype_size(t); }
@@ -42,30 +55,52 @@ StagedMpiComm::~StagedMpiComm() {
   cudaFreeHost(a_), cudaFreeHost(b_);
 }
 
+// bf16 sums go through fp32 on the host: the bf16 bits land in a_, widen into b_, are reduced in
+// fp32 and rounded back once (MpiComm moves bf16 but does not add it).
 void StagedMpiComm::do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream s) const {
+  if (size_ == 1) return;  // the sum of one rank is its own data
   sync(s);
-  const int64_t piece = int64_t(stage_bytes_ / dtype_size(t));
+  const bool wide = t == DType::kBF16;
+  const int64_t piece = int64_t(stage_bytes_ / (wide ? 4 : dtype_size(t)));
   for (int64_t i = 0; i < n; i += piece) {
     const int64_t m = std::min(piece, n - i);
     d2h(a_, at(x, i, t), size_t(m) * dtype_size(t));
-    mpi_.all_reduce_raw(a_, m, t, op, {});
+    if (wide) {
+      widen(static_cast<float*>(b_), static_cast<const uint16_t*>(a_), m);
+      mpi_.all_reduce_raw(b_, m, DType::kF32, op, {});
+      narrow(static_cast<uint16_t*>(a_), static_cast<const float*>(b_), m);
+    } else {
+      mpi_.all_reduce_raw(a_, m, t, op, {});
+    }
     h2d(at(x, i, t), a_, size_t(m) * dtype_size(t));
   }
 }
 
 void StagedMpiComm::do_reduce_scatter(const void* in, void* out, int64_t n, DType t, Stream s) const {
-  sync(s);
   const size_t es = dtype_size(t);
-  const int64_t piece = int64_t(stage_bytes_ / (es * size_t(size_)));  // size() blocks of a piece in a_
+  if (size_ == 1) return d2d(out, in, size_t(n) * es, s);
+  sync(s);
+  const bool wide = t == DType::kBF16;
+  const int64_t piece = int64_t(stage_bytes_ / ((wide ? 4 : es) * size_t(size_)));  // size() blocks in a_
   for (int64_t i = 0; i < n; i += piece) {
     const int64_t m = std::min(piece, n - i);
     for (int r = 0; r < size_; ++r) d2h(at(a_, r * m, t), at(in, r * n + i, t), size_t(m) * es);
-    mpi_.reduce_scatter_raw(a_, b_, m, t, {});
-    h2d(at(out, i, t), b_, size_t(m) * es);
+    if (wide) {  // widen in place from the back (fp32 takes twice the bytes), reduce into b_
+      auto* f = static_cast<float*>(a_);
+      const auto* h = static_cast<const uint16_t*>(a_);
+      for (int64_t j = int64_t(size_) * m - 1; j >= 0; --j) f[j] = bf16_to_float(h[j]);
+      mpi_.reduce_scatter_raw(a_, b_, m, DType::kF32, {});
+      narrow(static_cast<uint16_t*>(a_), static_cast<const float*>(b_), m);
+      h2d(at(out, i, t), a_, size_t(m) * es);
+    } else {
+      mpi_.reduce_scatter_raw(a_, b_, m, t, {});
+      h2d(at(out, i, t), b_, size_t(m) * es);
+    }
   }
 }
 
 void StagedMpiComm::do_all_gather(const void* in, void* out, int64_t n, DType t, Stream s) const {
+  if (size_ == 1) return d2d(out, in, size_t(n) * dtype_size(t), s);
   sync(s);
   const size_t es = dtype_size(t);
   const int64_t piece = int64_t(stage_bytes_ / (es * size_t(size_)));

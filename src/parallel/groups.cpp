@@ -3,9 +3,13 @@
 
 #include <exception>
 
+#include "longctx/backend/cuda.h"
 #include "longctx/comm_mpi.h"
 #include "longctx/common.h"
 #include "longctx/params.h"
+#if defined(LONGCTX_CUDA)
+#include "longctx/comm_staged.h"
+#endif
 
 namespace longctx {
 
@@ -47,14 +51,72 @@ ProcessGroups::ProcessGroups(const Config& cfg, MPI_Comm world) {
     MPI_Comm_split(tp_mpi_, int(s.kv_head0), g.tp_rank, &kv_mpi_);
     kv_ = std::make_unique<MpiComm>(kv_mpi_);
   }
+  choose_device(cfg);
+}
+
+void ProcessGroups::choose_device(const Config& cfg) {
+  const int ngpu = cuda_device_count();  // 0 in a build without CUDA
+  int flags[2] = {ngpu > 0 ? 0 : 1, ngpu > 0 ? (node_->size() + ngpu - 1) / ngpu : 1};  // {no GPU, ranks/GPU}
+  MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, cart_);
+  const bool all_have = flags[0] == 0;
+  const int64_t HS = cfg.model.head_size();
+  const bool hs_ok = cuda_supports_head_size(HS);
+  const char* built = kCudaBuilt ? "" : "this build of longctx has no CUDA";
+  DeviceChoice& d = dev_;
+  d.device = Device::cpu;
+  if (cfg.run.device == Device::cpu) {
+    d.why = "run.device = \"cpu\"";
+  } else if (cfg.run.device == Device::cuda) {
+    CHECK_ALIKE(kCudaBuilt, "build on a GPU node (make CUDA=1, with nvcc on PATH), or set run.device = \"cpu\"",
+                "{}: run.device = \"cuda\", but {}", cfg.deck_path, built);
+    CHECK_ALIKE(all_have, "run on nodes with GPUs, or set run.device = \"cpu\"",
+                "{}: run.device = \"cuda\", but a rank's node has no usable GPU", cfg.deck_path);
+    CHECK_ALIKE(hs_ok, "choose d_model / n_heads = 64 or 128, or set run.device = \"cpu\"",
+                "{}: run.device = \"cuda\": head size {} (d_model {} / n_heads {}) is not one the GPU attention "
+                "kernels take (64 or 128)", cfg.deck_path, HS, cfg.model.d_model, cfg.model.n_heads);
+    d.device = Device::cuda, d.why = "run.device = \"cuda\"";
+  } else if (!kCudaBuilt) {
+    d.why = fmt::format("run.device = \"auto\": {}", built);
+  } else if (!all_have) {
+    d.why = "run.device = \"auto\": no usable GPU on some rank's node";
+  } else if (!hs_ok) {
+    d.why = fmt::format("run.device = \"auto\": head size {} is not one the GPU kernels take (64 or 128)", HS);
+  } else {
+    d.device = Device::cuda, d.why = "run.device = \"auto\": every rank has a GPU";
+  }
+  d.gpu = d.device == Device::cuda ? node_->rank() % ngpu : -1;
+  d.ranks_per_gpu = d.device == Device::cuda ? flags[1] : 1;
+  // The ranks of this node on the same GPU share its memory (the memory plan sums them).
+  MPI_Comm_split(node_mpi_, d.gpu < 0 ? 0 : d.gpu, node_->rank(), &gpu_mpi_);
+  gpu_peers_ = std::make_unique<MpiComm>(gpu_mpi_);
+  if (d.device != Device::cuda) return;
+  // Device buffers: NCCL refuses two ranks on one GPU; NcclComm is not built yet (issue 8 leaves it
+  // to the multi-GPU work), so every run stages device buffers through MPI for now.
+  const Transport want = cfg.parallel.transport;
+  CHECK_ALIKE(want != Transport::nccl, "set parallel.transport = \"mpi\" (or \"auto\")",
+              "{}: parallel.transport = \"nccl\": this build has no NCCL transport yet", cfg.deck_path);
+  d.transport = Transport::mpi;
+#if defined(LONGCTX_CUDA)
+  d_all_ = std::make_unique<StagedMpiComm>(cart_);
+  d_tp_ = std::make_unique<StagedMpiComm>(tp_mpi_);
+  d_sp_ = std::make_unique<StagedMpiComm>(sp_mpi_);
+  d_dpsp_ = std::make_unique<StagedMpiComm>(dpsp_mpi_);
+  if (kv_mpi_ != MPI_COMM_NULL) d_kv_ = std::make_unique<StagedMpiComm>(kv_mpi_);
+#endif
+}
+
+ProcessGroups::Comms ProcessGroups::device_comms() const {
+  CHECK(d_all_, "ProcessGroups: no device-buffer groups (the run is on the {})", to_string(dev_.device));
+  return {d_all_.get(), d_tp_.get(), d_sp_.get(), d_dpsp_.get(), d_kv_.get()};
 }
 
 ProcessGroups::~ProcessGroups() {
+  d_all_.reset(), d_tp_.reset(), d_sp_.reset(), d_dpsp_.reset(), d_kv_.reset(), gpu_peers_.reset();
   all_.reset(), tp_.reset(), sp_.reset(), dpsp_.reset(), kv_.reset(), node_.reset();
   // Unwinding an error that may be this rank's alone: freeing communicators is collective, and the
   // other ranks are elsewhere. The job is ending (abort_job); leave them to MPI_Finalize/Abort.
   if (std::uncaught_exceptions() > 0) return;
-  for (MPI_Comm* c : {&node_mpi_, &kv_mpi_, &dpsp_mpi_, &tp_mpi_, &sp_mpi_, &cart_})
+  for (MPI_Comm* c : {&gpu_mpi_, &node_mpi_, &kv_mpi_, &dpsp_mpi_, &tp_mpi_, &sp_mpi_, &cart_})
     if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
 }
 

@@ -1,10 +1,14 @@
 // engine.cpp — StepEngine<B> (engine.h), written once over a backend's ops and the groups' Comms;
-// StepEngine::create picks the backend (the CPU; the CUDA backend joins here in issue 8).
+// StepEngine::create picks the backend the groups chose (ProcessGroups::device(): CPU or CUDA).
+// A device backend's state lives in device memory; host mirrors serve the checkpoint code and
+// the initialisation, and host Comms carry the scalars (loss sums, the squared norm).
 #include "longctx/engine.h"
 
 #include <algorithm>
 
 #include "longctx/backend/cpu.h"
+#include "longctx/backend/cuda.h"
+#include "longctx/bf16.h"
 #include "longctx/common.h"
 #include "longctx/memory.h"
 #include "longctx/model.h"
@@ -25,11 +29,24 @@ StateBytes state_bytes(const ParamLayout& layout, int64_t shards, int64_t shard_
 namespace {
 
 template <class B>
+std::unique_ptr<B> make_backend(const Config& cfg, const ProcessGroups& g) {
+  if constexpr (B::kHostMemory) {
+    return std::make_unique<B>();
+  } else {
+    CudaOptions o;
+    o.device = g.device().gpu, o.deterministic = cfg.run.deterministic;
+    return std::make_unique<B>(o);
+  }
+}
+
+template <class B>
 class Engine final : public StepEngine {
  public:
   using Param = typename B::Param;
 
-  Engine(const Config& cfg, const ProcessGroups& g) : cfg_(cfg), g_(g) {
+  Engine(const Config& cfg, const ProcessGroups& g)
+      : cfg_(cfg), g_(g), c_(B::kHostMemory ? g.host() : g.device_comms()), own_(make_backend<B>(cfg, g)),
+        be_(*own_) {
     const Grid& grid = g.grid();
     layout_ = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
     const int64_t D = g.dpsp().size();
@@ -37,7 +54,7 @@ class Engine final : public StepEngine {
     lo_ = std::min(layout_.total, g.dpsp().rank() * shard_n_);
     hi_ = std::min(layout_.total, lo_ + shard_n_);
     spans_ = shard_spans(layout_, lo_, hi_);
-    if (g.kv_replicas())
+    if (c_.kv)
       for (const auto& t : layout_.tensors)
         if (t.name.ends_with("/wk") || t.name.ends_with("/wv")) kv_blocks_.push_back({t.offset, t.numel});
     plan_memory();
@@ -46,7 +63,24 @@ class Engine final : public StepEngine {
     state_ = be_.alloc(count.bytes());
     Arena bound(state_.get(), count.bytes());
     take_state(bound);
+    if constexpr (!B::kHostMemory) {  // host mirrors for the checkpoint code and the initialisation
+      host_params_.resize(size_t(layout_.total));
+      for (auto* h : {&host_master_, &host_m_, &host_v_}) h->resize(size_t(hi_ - lo_));
+    }
     model_ = std::make_unique<Model<B>>(be_, cfg.model, layout_, params_.data, grads_.data, parallel());
+  }
+
+  std::string describe_device() const override {
+    if constexpr (B::kHostMemory) return "cpu";
+    else
+      return fmt::format("cuda: {}{}, transport {}", be_.describe(),
+                         g_.device().ranks_per_gpu > 1 ? fmt::format(", {} ranks per GPU", g_.device().ranks_per_gpu)
+                                                       : std::string(),
+                         to_string(g_.device().transport));
+  }
+  double device_mib() const override {
+    if constexpr (B::kHostMemory) return 0.0;
+    else return double(be_.device_bytes_used()) / double(1 << 20);
   }
 
   void configure(int64_t Bn, int64_t T, double theta) override { model_->configure(Bn, T, theta); }
@@ -64,12 +98,12 @@ class Engine final : public StepEngine {
     // Tensor-parallel fix-ups: blocks held by several tp ranks get the sum of their partials.
     if (model_->norm_grads_partial())
       for (const auto& t : layout_.tensors)
-        if (t.is_norm) g_.tp().all_reduce_sum(grads_.data + t.offset, t.numel, s);
+        if (t.is_norm) c_.tp->all_reduce_sum(grads_.data + t.offset, t.numel, s);
     // Replicated K/V heads: each replica added its own query heads' part; sum over the replicas.
-    for (const auto& [offset, n] : kv_blocks_) g_.kv_replicas()->all_reduce_sum(grads_.data + offset, n, s);
+    for (const auto& [offset, n] : kv_blocks_) c_.kv->all_reduce_sum(grads_.data + offset, n, s);
     // Data and sequence parallel: sum over dp×sp, each rank keeping its ZeRO-1 shard.
-    g_.dpsp().reduce_scatter_sum(grads_.data, gshard_.data, shard_n_, s);
-    double stats[2] = {local.sum, double(local.count)};
+    c_.dpsp->reduce_scatter_sum(grads_.data, gshard_.data, shard_n_, s);
+    double stats[2] = {local.sum, double(local.count)};  // host scalars: the host group
     g_.dpsp().all_reduce_sum(stats, 2);
     const LossSum tot{stats[0], int64_t(stats[1])};
     CHECK_ALIKE(tot.count > 0, "", "no target tokens in the step's batch");  // all-reduced: every rank
@@ -78,9 +112,18 @@ class Engine final : public StepEngine {
   }
 
   double grad_norm() override {
-    double ss = 0.0;  // each logical element once (replicas skipped), in layout order
-    for (const auto& sp : spans_)
-      if (!sp.replica) ss += be_.sum_squares(gshard_.rows(sp.begin, sp.end - sp.begin));
+    // Each logical element once (replicas skipped): one sum per span, added in layout order on the
+    // host after one download.
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      const ShardSpan& sp = spans_[i];
+      if (sp.replica) be_.fill(span_ss_.rows(int64_t(i), 1), 0.0f);
+      else be_.sum_squares(span_ss_.rows(int64_t(i), 1), gshard_.rows(sp.begin, sp.end - sp.begin));
+    }
+    std::vector<double> per(spans_.size());
+    be_.download(per.data(), Tensor<const double>(span_ss_));
+    double ss = 0.0;
+    for (size_t i = 0; i < spans_.size(); ++i)
+      if (!spans_[i].replica) ss += per[i];
     g_.all().all_reduce_sum(&ss, 1);
     return std::sqrt(ss);
   }
@@ -97,39 +140,67 @@ class Engine final : public StepEngine {
   }
 
   void init_params(uint64_t seed) override {
-    static_assert(B::kHostMemory, "init_params: a device backend initialises through a host buffer");
-    longctx::init_params(cfg_.model, layout_, seed, params_.data);
-    be_.copy(master_.rows(0, hi_ - lo_), Tensor<const float>(params_).rows(lo_, hi_ - lo_));
+    if constexpr (B::kHostMemory) {
+      longctx::init_params(cfg_.model, layout_, seed, params_.data);
+      be_.copy(master_.rows(0, hi_ - lo_), Tensor<const float>(params_).rows(lo_, hi_ - lo_));
+    } else {  // fp32 on the host; the shard becomes the master weights, their bf16 cast the parameters
+      longctx::init_params(cfg_.model, layout_, seed, host_params_.data());
+      be_.upload(master_.rows(0, hi_ - lo_), host_params_.data() + lo_);
+      gather_params();
+    }
   }
 
   CheckpointIO checkpoint_io() override {
     CheckpointIO io;
     io.layout = &layout_;
-    io.params = params_.data;
     io.owns_params = g_.dpsp().rank() == 0;  // one replica of each tensor block writes /model
     io.shard_lo = lo_, io.shard_hi = hi_;
-    io.master = master_.data, io.m = m_.data, io.v = v_.data;
+    if constexpr (B::kHostMemory) {
+      io.params = params_.data;
+      io.master = master_.data, io.m = m_.data, io.v = v_.data;
+    } else {  // the state staged into the host mirrors (what a write reads; a read overwrites them)
+      std::vector<bf16> p(size_t(layout_.total));
+      be_.download(p.data(), Tensor<const bf16>(params_).rows(0, layout_.total));
+      for (size_t i = 0; i < p.size(); ++i) host_params_[i] = bf16_to_float(p[i].bits);
+      const int64_t n = hi_ - lo_;
+      be_.download(host_master_.data(), Tensor<const float>(master_).rows(0, n));
+      be_.download(host_m_.data(), Tensor<const float>(m_).rows(0, n));
+      be_.download(host_v_.data(), Tensor<const float>(v_).rows(0, n));
+      io.params = host_params_.data();
+      io.master = host_master_.data(), io.m = host_m_.data(), io.v = host_v_.data();
+    }
     return io;
   }
   void loaded(bool with_optimizer) override {
-    if (!with_optimizer)
-      be_.copy(master_.rows(0, hi_ - lo_), Tensor<const float>(params_).rows(lo_, hi_ - lo_));
+    if constexpr (B::kHostMemory) {
+      if (!with_optimizer)
+        be_.copy(master_.rows(0, hi_ - lo_), Tensor<const float>(params_).rows(lo_, hi_ - lo_));
+    } else {  // the mirrors to the device; the parameters are the bf16 cast of the master weights
+      const int64_t n = hi_ - lo_;
+      be_.upload(master_.rows(0, n), with_optimizer ? host_master_.data() : host_params_.data() + lo_);
+      if (with_optimizer) be_.upload(m_.rows(0, n), host_m_.data()), be_.upload(v_.rows(0, n), host_v_.data());
+      gather_params();
+    }
   }
 
-  std::vector<float> full_gradient() const override { return gather_full(gshard_.data); }
-  std::vector<float> full_params() const override { return gather_full(master_.data); }
+  std::vector<float> full_gradient() const override { return gather_full(host_copy(gshard_)); }
+  std::vector<float> full_params() const override { return gather_full(host_copy(master_)); }
   const ParamLayout& layout() const override { return layout_; }
   int64_t shard_size() const override { return shard_n_; }
 
  private:
-  ModelParallel parallel() const {
-    return {&g_.tp(), &g_.sp(), cfg_.parallel.tp_mode, cfg_.parallel.ring};
+  ModelParallel parallel() const { return {c_.tp, c_.sp, cfg_.parallel.tp_mode, cfg_.parallel.ring}; }
+  std::vector<float> host_copy(Tensor<float> shard) const {
+    std::vector<float> h(static_cast<size_t>(shard_n_));
+    be_.download(h.data(), Tensor<const float>(shard));
+    return h;
   }
   void take_state(Arena& a) {
     const int64_t flat = g_.dpsp().size() * shard_n_;
     params_ = a.take<Param>({flat}), grads_ = a.take<float>({flat});
     master_ = a.take<float>({shard_n_}), m_ = a.take<float>({shard_n_});
     v_ = a.take<float>({shard_n_}), gshard_ = a.take<float>({shard_n_});
+    span_ss_ = a.take<double>({int64_t(spans_.size())});
   }
   // Refuses, on every rank, a run whose state and largest stage do not fit (memory.h).
   void plan_memory() {
@@ -140,18 +211,27 @@ class Engine final : public StepEngine {
     for (size_t i = 0; i < cfg_.stages.size(); ++i) {
       const StageConfig& s = cfg_.stages[i];
       arena = std::max(arena, probe.arena_bytes(s.micro_batch, s.seq_len));
-      scratch = std::max(scratch, probe.op_scratch_bytes(s.seq_len));
+      scratch = std::max(scratch, probe.op_scratch_bytes(s.micro_batch, s.seq_len));
       bytes.push_back(arena + scratch);
       names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", i + 1, s.seq_len, s.micro_batch));
     }
-    check_memory_fits(g_, state_bytes(layout_, g_.dpsp().size(), shard_n_, sizeof(Param), true), bytes, names,
+    const MemoryPool pool = B::kHostMemory ? host_pool(g_) : MemoryPool{&g_.gpu_peers(), "GPU", g_.device().gpu};
+    check_memory_fits(g_, pool, state_bytes(layout_, g_.dpsp().size(), shard_n_, sizeof(Param), true), bytes, names,
                       "train");
   }
+  // The parameters from the master shards: an fp32 backend gathers them; a bf16 one casts its
+  // shard into its own block of the parameters, then gathers the blocks in place.
   void gather_params() {
-    static_assert(std::is_same_v<Param, float>, "a bf16 backend casts the shard, then gathers bf16");
-    g_.dpsp().all_gather(master_.data, params_.data, shard_n_, be_.compute());
+    if constexpr (std::is_same_v<Param, float>) {
+      c_.dpsp->all_gather(master_.data, params_.data, shard_n_, be_.compute());
+    } else {
+      const int64_t mine = c_.dpsp->rank() * shard_n_;
+      be_.cast(params_.rows(mine, hi_ - lo_), Tensor<const float>(master_).rows(0, hi_ - lo_));
+      c_.dpsp->all_gather(params_.data + mine, params_.data, shard_n_, be_.compute());
+    }
   }
-  std::vector<float> gather_full(const float* shard) const {
+  std::vector<float> gather_full(const std::vector<float>& shard_v) const {
+    const float* shard = shard_v.data();
     const ParamLayout full = make_param_layout(cfg_.model);
     std::vector<float> out(size_t(full.total), 0.0f);
     for (const auto& t : layout_.tensors) {
@@ -171,7 +251,9 @@ class Engine final : public StepEngine {
 
   const Config& cfg_;
   const ProcessGroups& g_;
-  B be_;
+  const ProcessGroups::Comms c_;  // the groups for this backend's buffers
+  std::unique_ptr<B> own_;
+  const B& be_;
   ParamLayout layout_;
   int64_t shard_n_ = 0, lo_ = 0, hi_ = 0;  // ZeRO-1: [lo, hi) of the flat buffer
   std::vector<ShardSpan> spans_;
@@ -179,12 +261,17 @@ class Engine final : public StepEngine {
   typename B::Memory state_;
   Tensor<Param> params_;
   Tensor<float> grads_, master_, m_, v_, gshard_;
+  Tensor<double> span_ss_;  // (spans): each span's sum of squares
   std::unique_ptr<Model<B>> model_;
+  std::vector<float> host_params_, host_master_, host_m_, host_v_;  // device backends: staging for checkpoints
 };
 
 }  // namespace
 
 std::unique_ptr<StepEngine> StepEngine::create(const Config& cfg, const ProcessGroups& groups) {
+#if defined(LONGCTX_CUDA)
+  if (groups.device().device == Device::cuda) return std::make_unique<Engine<Cuda>>(cfg, groups);
+#endif
   return std::make_unique<Engine<Cpu>>(cfg, groups);
 }
 

@@ -2,6 +2,8 @@
 // refusal that names what does not fit.
 #include "longctx/memory.h"
 
+#include "longctx/backend/cuda.h"
+
 #include <cstdlib>
 #include <fstream>
 #include <limits>
@@ -80,10 +82,29 @@ int64_t available_memory(std::string* source) {
   return best;
 }
 
-void check_memory_fits(const ProcessGroups& g, const StateBytes& state, const std::vector<size_t>& stage_bytes,
-                       const std::vector<std::string>& stage_names, const char* what) {
-  const Comm& node = g.node();
-  double avail = node.rank() == 0 ? double(available_memory()) : 0.0;  // node rank 0 reads for the node
+int64_t available_gpu_memory(int device, std::string* source) {
+  if (const char* env = std::getenv("LONGCTX_GPU_MEMORY")) {
+    const int64_t b = parse_bytes(env);
+    CHECK_HINT(b > 0, "LONGCTX_GPU_MEMORY=80G, 512M or a number of bytes", "LONGCTX_GPU_MEMORY='{}' is not a size",
+               env);
+    if (source) *source = "LONGCTX_GPU_MEMORY";
+    return b;
+  }
+  if (source) *source = "the GPU's free memory";
+  return cuda_free_bytes(device);
+}
+
+MemoryPool host_pool(const ProcessGroups& g) { return MemoryPool{&g.node(), "node", -1}; }
+
+void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const StateBytes& state,
+                       const std::vector<size_t>& stage_bytes, const std::vector<std::string>& stage_names,
+                       const char* what) {
+  const Comm& node = *pool.sharers;
+  const bool gpu = pool.device >= 0;
+  std::string source;
+  // The pool's first rank reads for it.
+  double avail = node.rank() == 0 ? double(gpu ? available_gpu_memory(pool.device, &source) : available_memory(&source))
+                                  : 0.0;
   node.all_reduce_sum(&avail, 1);
   // Per check (0: the state alone; i: the state and stage i's arena): the node's total need.
   const size_t S = stage_bytes.size();
@@ -112,15 +133,16 @@ void check_memory_fits(const ProcessGroups& g, const StateBytes& state, const st
                    k > 0 ? double(stage_bytes[k - 1]) : 0.0};
   g.all().all_reduce_max(fig, 7);
   const int ranks = int(fig[2]);
-  const std::string from = std::getenv("LONGCTX_MEMORY") ? "LONGCTX_MEMORY" : "MemAvailable or the cgroup limit";
+  const std::string from = gpu ? (std::getenv("LONGCTX_GPU_MEMORY") ? "LONGCTX_GPU_MEMORY" : "the GPU's free memory")
+                               : std::getenv("LONGCTX_MEMORY") ? "LONGCTX_MEMORY" : "MemAvailable or the cgroup limit";
   const std::string part = k == 0 ? "the parameters, gradients and optimizer state" : "activations of " + stage_names[k - 1];
   const char* hint = k == 0 ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
                               "state is sharded over them), or use more nodes"
                             : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
                               "model.recompute = true, lower micro_batch, or use more nodes";
-  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a node need {} but {} is available ({}); per rank "
+  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a {} need {} but {} is available ({}); per rank "
               "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
-              ranks == 1 ? "" : "s", format_bytes(fig[0]), format_bytes(fig[1]), from, format_bytes(fig[3]),
+              ranks == 1 ? "" : "s", pool.name, format_bytes(fig[0]), format_bytes(fig[1]), from, format_bytes(fig[3]),
               format_bytes(fig[4]), format_bytes(fig[5]), k > 0 ? ", activations " + format_bytes(fig[6]) : std::string());
 }
 

@@ -59,6 +59,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
       log_info("longctx {} | {} | {} parameters ({} on this rank, ZeRO-1 shard {}) | data: {}",
                kVersion, grid.describe(), make_param_layout(cfg_.model).total, engine_->layout().total,
                engine_->shard_size(), data_->describe());
+      log_info("device: {} ({})", engine_->describe_device(), groups_->device().why);
       if (from.empty()) log_info("starting a new run in {}", cfg_.run.out_dir);
       else log_info("resuming {} from {}", cfg_.run.out_dir, from);
     }
@@ -215,7 +216,8 @@ void Trainer::log_step(const StepRecord& r) {
   }
   StepLine line{r, cfg_.stages.size(), cfg_.stages[size_t(st_.stage)].steps, st_.seq_len,
                 st_.rope_theta, rate, engine_->flops_per_token_fwd() * 3.0 * rate,
-                left / std::max(tok_per_s_, 1e-9), peak_rss_mib(), MPI_Wtime() - started_};
+                left / std::max(tok_per_s_, 1e-9), peak_rss_mib(), MPI_Wtime() - started_,
+                engine_->device_mib()};
   if (!opt_.quiet && (r.global_step % cfg_.run.log_every == 0 || r.stage_step == line.stage_steps))
     print_step_line(line);
   write_metrics(metrics_, line);

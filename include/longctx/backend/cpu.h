@@ -22,11 +22,21 @@
 
 namespace longctx {
 
+// The shapes a stage's ops run at, for the working space they keep outside the arenas
+// (B::op_scratch_bytes): the longest attention block (keys = query rows of one call), the
+// local heads, and the rows and widths of the row-wise ops.
+struct ScratchShape {
+  int64_t keys = 0, NH = 0, HS = 0;  // attention: one ring chunk
+  int64_t rows = 0, C = 0, V = 0;    // RMSNorm / embedding rows, width, this rank's vocabulary
+};
+
 struct Cpu {
   using Act = float;
   using Param = float;
   static constexpr const char* kName = "cpu";
   static constexpr bool kHostMemory = true;  // views of host arrays need no upload
+  // The LM head's logits chunk: rows per chunk = kLogitsBytes / (4 · V_loc) (fp32 logits).
+  static constexpr size_t kLogitsBytes = size_t(16) << 20;
 
   struct Free {
     void operator()(void* p) const { std::free(p); }
@@ -36,8 +46,10 @@ struct Cpu {
   Memory alloc(size_t bytes) const;
 
   // Working space the ops keep outside any arena (the CPU attention's per-thread sums), counted by
-  // the memory plan: for blocks of up to `keys` keys.
-  size_t op_scratch_bytes(int64_t keys, int64_t HS) const { return cpu::attention_scratch_bytes(keys, HS); }
+  // the memory plan; reserve_scratch takes it before a stage's first step (here the ops keep
+  // their own thread_local buffers: nothing to take).
+  size_t op_scratch_bytes(const ScratchShape& s) const { return cpu::attention_scratch_bytes(s.keys, s.HS); }
+  void reserve_scratch(size_t /*bytes*/) const {}
 
   Stream compute() const { return {}; }
   Stream comm() const { return {}; }
@@ -47,15 +59,19 @@ struct Cpu {
   Tensor<const int32_t> upload(Tensor<int32_t> /*device*/, const int32_t* host, int64_t n) const {
     return Tensor<const int32_t>(host, {n});
   }
+  // A backend tensor into host memory (n = src.numel() elements): here a copy.
+  template <class T>
+  void download(T* host, Tensor<const T> src) const;
 
   // ---- elementwise ----
   template <class T>
-  void fill(Tensor<T> x, T value) const;
+  void fill(Tensor<T> x, float value) const;  // every element = T(value)
   template <class T>
   void copy(Tensor<T> dst, Tensor<const T> src) const;
   void add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const;  // out = a + b
   void scale(Tensor<float> x, float s) const;                                       // x *= s
-  double sum_squares(Tensor<const float> x) const;  // in double, fixed order
+  // out (1) = sum of x² in double, fixed order (out is backend memory: the caller downloads it).
+  void sum_squares(Tensor<double> out, Tensor<const float> x) const;
 
   // ---- the model's ops (ops.h gives the math) ----
   // out (N, O) = in (N, I) · W (O, I)ᵀ
@@ -93,10 +109,10 @@ struct Cpu {
   void xent_row_max(Tensor<float> mx, Tensor<const float> z) const;
   void xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float> z, Tensor<const float> mx,
                     Tensor<const int32_t> target, int64_t v0) const;
-  // Per-row loss (rows) and top-1 flags from the reduced statistics (either may be empty); the
-  // losses of rows with a target are added to loss_sum in row order, their number to count.
+  // Per-row loss (rows) and top-1 flags from the reduced statistics (either may be empty); acc (2)
+  // += {the losses of rows with a target, added in row order; their number}.
   void xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float> mx, Tensor<const double> sum,
-                 Tensor<const double> zt, Tensor<const int32_t> target, double& loss_sum, int64_t& count) const;
+                 Tensor<const double> zt, Tensor<const int32_t> target, Tensor<double> acc) const;
   void xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
                  Tensor<const int32_t> target, int64_t v0, float scale) const;
 

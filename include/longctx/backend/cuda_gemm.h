@@ -4,12 +4,16 @@
 //   linear_fwd         out (N, O)  = beta·out + in (N, I) · W (O, I)ᵀ
 //   linear_bwd_data    din (N, I)  = beta·din + dout (N, O) · W (O, I)
 //   linear_bwd_weight  dW (O, I)   = beta·dW + dout (N, O)ᵀ · in (N, I)      dW fp32 (beta 1: +=)
-// `out_f32` chooses an fp32 result (logits, accumulated gradients) over bf16; beta ≠ 0 only with
-// fp32 results (a bf16 accumulation would round at every step). Dims ≥ 1 and < 2^31.
+// `out_f32` chooses an fp32 result (logits, accumulated gradients) over bf16. With beta ≠ 0 the
+// epilogue adds beta·C in fp32 and rounds once: a bf16 result then rounds at every accumulation
+// (the model's dxn += dq·Wq + dk·Wk + dv·Wv, as bf16 autograd does); weight gradients stay fp32.
+// Dims ≥ 1 and < 2^31.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <tuple>
 
 namespace longctx::gpu {
 
@@ -32,6 +36,16 @@ class Blas {
   // C (m×n, column-major, ldc) = beta·C + op(A) · op(B): cuBLAS's own terms.
   void matmul(bool transA, bool transB, int64_t m, int64_t n, int64_t k, const uint16_t* A, int64_t lda,
               const uint16_t* B, int64_t ldb, void* C, bool c_f32, int64_t ldc, float beta, void* stream);
+  // The descriptors, layouts and chosen algorithm of each product shape, built on its first call
+  // (cuBLASLt's heuristic query costs tens of microseconds of host time, as long as a small
+  // product takes on the GPU) and reused: the step loop then only enqueues.
+  struct Plan {
+    void *desc = nullptr, *la = nullptr, *lb = nullptr, *lc = nullptr;
+    unsigned char algo[64] = {};  // cublasLtMatmulAlgo_t, opaque here
+  };
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+  const Plan& plan(const Key& k);
+  std::map<Key, Plan> plans_;
   void* handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;

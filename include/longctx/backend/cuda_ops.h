@@ -13,7 +13,7 @@
 // (N, rows) above 2^31 - 1. Kernels run under -ftz=true: fp32 subnormals flush to zero.
 //
 //   cuda/cast.cu           cast_f32_to_bf16, cast_bf16_to_f32
-//   cuda/elementwise.cu    fill_f32, fill_bf16, add_bf16, scale_f32
+//   cuda/elementwise.cu    fill_f32, fill_bf16, add_bf16, add_f32, scale_f32
 //   cuda/sum_squares.cu    sum_squares (+ sum_squares_workspace_bytes)
 //   cuda/embedding.cu      embedding_fwd, embedding_bwd (+ embedding_bwd_workspace_bytes)
 //   cuda/rmsnorm.cu        rmsnorm_fwd, rmsnorm_bwd (+ rmsnorm_bwd_workspace_bytes)
@@ -38,6 +38,7 @@ void fill_f32(float* x, float value, int64_t n, void* stream = nullptr);
 void fill_bf16(uint16_t* x, float value, int64_t n, void* stream = nullptr);  // value rounded to bf16
 // out = bf16(float(a) + float(b)) (the residual stream); out may alias a or b.
 void add_bf16(uint16_t* out, const uint16_t* a, const uint16_t* b, int64_t n, void* stream = nullptr);
+void add_f32(float* out, const float* a, const float* b, int64_t n, void* stream = nullptr);  // out = a + b
 void scale_f32(float* x, float s, int64_t n, void* stream = nullptr);  // x *= s (fp32)
 
 // ---- sum of squares (cuda/sum_squares.cu) ----------------------------------------------------------

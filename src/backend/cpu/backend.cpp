@@ -35,16 +35,24 @@ Cpu::Memory Cpu::alloc(size_t bytes) const {
 }
 
 template <class T>
-void Cpu::fill(Tensor<T> x, T value) const {
-  std::fill_n(x.data, x.numel(), value);
+void Cpu::fill(Tensor<T> x, float value) const {
+  std::fill_n(x.data, x.numel(), T(value));
 }
 template <class T>
 void Cpu::copy(Tensor<T> dst, Tensor<const T> src) const {
   CHECK(dst.numel() == src.numel(), "cpu::copy: {} elements into {}", src.numel(), dst.numel());
   if (dst.data != src.data) std::copy_n(src.data, src.numel(), dst.data);
 }
+template <class T>
+void Cpu::download(T* host, Tensor<const T> src) const {
+  if (host != src.data) std::copy_n(src.data, src.numel(), host);
+}
 template void Cpu::fill(Tensor<float>, float) const;
+template void Cpu::fill(Tensor<double>, float) const;
 template void Cpu::copy(Tensor<float>, Tensor<const float>) const;
+template void Cpu::download(double*, Tensor<const double>) const;
+template void Cpu::download(float*, Tensor<const float>) const;
+template void Cpu::download(uint8_t*, Tensor<const uint8_t>) const;
 
 void Cpu::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const {
   CHECK(out.numel() == a.numel() && a.numel() == b.numel(), "cpu::add: {} = {} + {} elements",
@@ -52,7 +60,10 @@ void Cpu::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) c
   cpu::add(out.data, a.data, b.data, out.numel());
 }
 void Cpu::scale(Tensor<float> x, float s) const { cpu::scale(x.data, s, x.numel()); }
-double Cpu::sum_squares(Tensor<const float> x) const { return cpu::sum_squares(x.data, x.numel()); }
+void Cpu::sum_squares(Tensor<double> out, Tensor<const float> x) const {
+  CHECK(out.numel() == 1, "cpu::sum_squares: the result is one double");
+  out.data[0] = cpu::sum_squares(x.data, x.numel());
+}
 
 void Cpu::linear_fwd(Tensor<float> out, Tensor<const float> in, Tensor<const float> W) const {
   const int64_t N = in.size(0), I = cols_of(in), O = W.size(0);
@@ -176,13 +187,16 @@ void Cpu::xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float
 }
 
 void Cpu::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float> mx, Tensor<const double> sum,
-                    Tensor<const double> zt, Tensor<const int32_t> target, double& loss_sum, int64_t& count) const {
+                    Tensor<const double> zt, Tensor<const int32_t> target, Tensor<double> acc) const {
   const int64_t rows = target.numel();
   CHECK(mx.numel() == rows && sum.numel() == rows && zt.numel() == rows &&
             (loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
         "cpu::xent_rows: row counts differ");
+  CHECK(acc.numel() == 2, "cpu::xent_rows: acc holds {} values, expected 2 (loss sum, count)", acc.numel());
+  int64_t count = 0;
   cpu::xent_rows(mx.data, sum.data, zt.data, target.data, rows, loss.empty() ? nullptr : loss.data,
-                 top1.empty() ? nullptr : top1.data, &loss_sum, &count);
+                 top1.empty() ? nullptr : top1.data, &acc.data[0], &count);
+  acc.data[1] += double(count);
 }
 
 void Cpu::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
