@@ -99,12 +99,23 @@ ifeq ($(CUDA)$(if $(CU_FILES),y),1y)
                -ftz=true -Xcompiler -Wall $(NVCC_EXTRA)
   CXXFLAGS  += -DLONGCTX_CUDA=1 -I$(CUDA_HOME)/include
   LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart
+  # NCCL (the transport between GPUs): its header beside the toolkit's or the system's, and the
+  # library in either lib directory; without it the build has only the staged MPI transport.
+  NCCL_H  := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+  NCCL_SO := $(firstword $(wildcard $(CUDA_HOME)/lib64/libnccl.so /usr/lib/$(TRIPLET)/libnccl.so))
+  ifneq ($(and $(NCCL_H),$(NCCL_SO)),)
+    CXXFLAGS += -DLONGCTX_NCCL=1
+    LDLIBS   += -L$(dir $(NCCL_SO)) -lnccl
+    NCCL_WHAT := NCCL $(NCCL_SO)
+  else
+    NCCL_WHAT := no NCCL (staged MPI transport only)
+  endif
 endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
     | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
-    | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet)),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
+    | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet))$(comma) $(NCCL_WHAT),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
 

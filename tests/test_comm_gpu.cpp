@@ -10,6 +10,9 @@
 #include "gpu_util.h"
 #include "longctx/comm_staged.h"
 #include "longctx/flash.h"
+#if defined(LONGCTX_NCCL)
+#include "longctx/comm_nccl.h"
+#endif
 
 using namespace longctx;
 using namespace longctx::test;
@@ -79,5 +82,45 @@ TEST_CASE("the staged MPI transport moves device buffers as MpiComm moves host o
     CHECK(all_ranks_ok(ok));
   }
 }
+
+#if defined(LONGCTX_NCCL)
+// NCCL between ranks needs a GPU per rank (the multi-GPU work); here each rank runs a group of one
+// on MPI_COMM_SELF, which every GPU count allows: the operations must return their inputs (sum of
+// one), copy blocks in place and out of place, and an exchange with itself must deliver.
+TEST_CASE("NcclComm on a group of one returns, copies and delivers device buffers", "[gpu]") {
+  REQUIRE(gpu::gpu_available());
+  const NcclComm nccl(MPI_COMM_SELF);
+  REQUIRE(nccl.size() == 1);
+  const int64_t n = 4099;
+  const std::vector<float> x = values<float>(0, n, 5);
+  Dev<float> a(x), b(sz(n));
+  nccl.all_reduce_sum(a.p, n);
+  CHECK(same_bits(a.get(), x));
+  nccl.all_reduce_max(a.p, n);
+  CHECK(same_bits(a.get(), x));
+  nccl.reduce_scatter_sum(a.p, b.p, n);
+  CHECK(same_bits(b.get(), x));
+  Dev<float> c(sz(n));
+  nccl.all_gather(b.p, c.p, n);
+  CHECK(same_bits(c.get(), x));
+  nccl.all_gather(c.p, c.p, n);  // in place: the block is this rank's own
+  CHECK(same_bits(c.get(), x));
+  // bf16 and f64 pass through unchanged too.
+  std::vector<uint16_t> hb = bits(x);
+  Dev<uint16_t> db(hb);
+  nccl.all_reduce_sum(reinterpret_cast<bf16*>(db.p), n);
+  CHECK(db.get() == hb);
+  std::vector<double> hd = values<double>(0, n, 6);
+  Dev<double> dd(hd);
+  nccl.all_reduce_sum(dd.p, n);
+  CHECK(dd.get() == hd);
+  // An exchange with itself (the ring of one rank), then wait.
+  Dev<float> got(sz(n));
+  Comm::Handle h = nccl.exchange(flat(a.p, n), flat(got.p, n), 0, 0, 0);
+  nccl.wait(h);
+  CHECK(!h.active());
+  CHECK(same_bits(got.get(), x));
+}
+#endif
 
 #endif  // LONGCTX_CUDA

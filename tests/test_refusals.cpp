@@ -7,6 +7,7 @@
 #include <set>
 
 #include "catch.h"
+#include "longctx/backend/cuda.h"
 #include "util.h"
 
 using namespace longctx::test;
@@ -161,4 +162,22 @@ TEST_CASE("a bad checkpoint that every rank reads is reported once", "[e2e]") {
   CHECK(rc != 0);
   CHECK(rc != 124);
   CHECK(count(out, "is not an HDF5 file") == 1);
+}
+
+TEST_CASE("run.device = \"cuda\" is refused with its reason where the GPU cannot take the run", "[e2e]") {
+  const std::string dir = temp_dir("device");
+  const std::string train = std::string(kBin) + " train input/tiny.toml" + quick(dir) + " --set run.device=cuda";
+  std::string out;
+  const int rc = run_command(train, &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("| loss") == std::string::npos);
+  // Without a GPU (CI) the node is named; with one, tiny.toml's head size 32 is (the flash kernels
+  // take 64 or 128). A build without CUDA names that first.
+  if (!longctx::kCudaBuilt) CHECK(contains(out, "run.device = \"cuda\", but this build of longctx has no CUDA"));
+  else if (longctx::cuda_device_count() == 0) CHECK(contains(out, "run.device = \"cuda\", but a rank's node has no usable GPU"));
+  else CHECK(contains(out, "head size 32 (d_model 128 / n_heads 4) is not one the GPU attention kernels take"));
+  // "auto" falls back to the CPU and says why.
+  CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir + "/auto"), &out) == 0);
+  CHECK(contains(out, "device: cpu (run.device = \"auto\": "));
 }

@@ -1,6 +1,6 @@
 // comm_staged.h — Comm over MPI for DEVICE buffers, staged through pinned host memory: the
 // transport where NCCL cannot serve (several ranks on one GPU, which NCCL refuses) or is not
-// wanted (parallel.transport = "mpi", issue 8). Built with CUDA only (LONGCTX_CUDA).
+// wanted (parallel.transport = "mpi"). Built with CUDA only (LONGCTX_CUDA).
 //
 // Every operation first waits for its stream (the device data must be complete), copies the data
 // to pinned host memory, runs the MpiComm operation there and copies the result back, in pieces
@@ -51,10 +51,11 @@ class StagedMpiComm final : public Comm {
     uint32_t gen = 0;
   };
   void finish(Pending& p) const;  // received bytes to the device
+  void stage() const;             // pins the collectives' staging buffers on first use
 
   MpiComm mpi_;
   size_t stage_bytes_;
-  void *a_ = nullptr, *b_ = nullptr;     // pinned staging buffers of the collectives
+  mutable void *a_ = nullptr, *b_ = nullptr;  // pinned staging buffers of the collectives (first use)
   mutable std::vector<Pending> pending_;  // reused; their pinned buffers grow once
 };
 

@@ -39,7 +39,7 @@ struct ModelParallel {
   Ring ring = Ring::zigzag;
 };
 
-// Written once for every backend B (backend/cpu.h: Cpu; the CUDA backend of issue 8): activations
+// Written once for every backend B (backend/cpu.h: Cpu; backend/cuda.h: Cuda): activations
 // B::Act, weights B::Param, fp32 gradients. Its activations, the ring's buffers and the LM head's
 // scratch are views into one arena, counted before it is allocated.
 template <class B>

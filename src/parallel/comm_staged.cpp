@@ -46,20 +46,24 @@ StagedMpiComm::StagedMpiComm(MPI_Comm c, size_t stage_bytes) : mpi_(c), stage_by
   rank_ = mpi_.rank(), size_ = mpi_.size();
   CHECK(stage_bytes_ >= 8 * size_t(size_), "StagedMpiComm: {} staging bytes cannot hold one element per rank",
         stage_bytes_);
+}
+
+void StagedMpiComm::stage() const {
+  if (a_) return;  // on first use: groups of one rank, and groups never used, pin nothing
   cuda_check(cudaMallocHost(&a_, stage_bytes_), "cudaMallocHost");
   cuda_check(cudaMallocHost(&b_, stage_bytes_), "cudaMallocHost");
 }
 
 StagedMpiComm::~StagedMpiComm() {
   for (Pending& p : pending_) cudaFreeHost(p.host_send), cudaFreeHost(p.host_recv);
-  cudaFreeHost(a_), cudaFreeHost(b_);
+  if (a_) cudaFreeHost(a_), cudaFreeHost(b_);
 }
 
 // bf16 sums go through fp32 on the host: the bf16 bits land in a_, widen into b_, are reduced in
 // fp32 and rounded back once (MpiComm moves bf16 but does not add it).
 void StagedMpiComm::do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream s) const {
   if (size_ == 1) return;  // the sum of one rank is its own data
-  sync(s);
+  sync(s), stage();
   const bool wide = t == DType::kBF16;
   const int64_t piece = int64_t(stage_bytes_ / (wide ? 4 : dtype_size(t)));
   for (int64_t i = 0; i < n; i += piece) {
@@ -79,7 +83,7 @@ void StagedMpiComm::do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stre
 void StagedMpiComm::do_reduce_scatter(const void* in, void* out, int64_t n, DType t, Stream s) const {
   const size_t es = dtype_size(t);
   if (size_ == 1) return d2d(out, in, size_t(n) * es, s);
-  sync(s);
+  sync(s), stage();
   const bool wide = t == DType::kBF16;
   const int64_t piece = int64_t(stage_bytes_ / ((wide ? 4 : es) * size_t(size_)));  // size() blocks in a_
   for (int64_t i = 0; i < n; i += piece) {
@@ -101,7 +105,7 @@ void StagedMpiComm::do_reduce_scatter(const void* in, void* out, int64_t n, DTyp
 
 void StagedMpiComm::do_all_gather(const void* in, void* out, int64_t n, DType t, Stream s) const {
   if (size_ == 1) return d2d(out, in, size_t(n) * dtype_size(t), s);
-  sync(s);
+  sync(s), stage();
   const size_t es = dtype_size(t);
   const int64_t piece = int64_t(stage_bytes_ / (es * size_t(size_)));
   for (int64_t i = 0; i < n; i += piece) {

@@ -10,6 +10,9 @@
 #if defined(LONGCTX_CUDA)
 #include "longctx/comm_staged.h"
 #endif
+#if defined(LONGCTX_NCCL)
+#include "longctx/comm_nccl.h"
+#endif
 
 namespace longctx {
 
@@ -90,19 +93,35 @@ void ProcessGroups::choose_device(const Config& cfg) {
   MPI_Comm_split(node_mpi_, d.gpu < 0 ? 0 : d.gpu, node_->rank(), &gpu_mpi_);
   gpu_peers_ = std::make_unique<MpiComm>(gpu_mpi_);
   if (d.device != Device::cuda) return;
-  // Device buffers: NCCL refuses two ranks on one GPU; NcclComm is not built yet (issue 8 leaves it
-  // to the multi-GPU work), so every run stages device buffers through MPI for now.
+  // Device buffers: NCCL between GPUs of their own; the staged MPI transport where ranks share a
+  // GPU (NCCL refuses that) or NCCL is not built.
   const Transport want = cfg.parallel.transport;
-  CHECK_ALIKE(want != Transport::nccl, "set parallel.transport = \"mpi\" (or \"auto\")",
-              "{}: parallel.transport = \"nccl\": this build has no NCCL transport yet", cfg.deck_path);
-  d.transport = Transport::mpi;
-#if defined(LONGCTX_CUDA)
-  d_all_ = std::make_unique<StagedMpiComm>(cart_);
-  d_tp_ = std::make_unique<StagedMpiComm>(tp_mpi_);
-  d_sp_ = std::make_unique<StagedMpiComm>(sp_mpi_);
-  d_dpsp_ = std::make_unique<StagedMpiComm>(dpsp_mpi_);
-  if (kv_mpi_ != MPI_COMM_NULL) d_kv_ = std::make_unique<StagedMpiComm>(kv_mpi_);
+  const bool shared = d.ranks_per_gpu > 1;
+  CHECK_ALIKE(want != Transport::nccl || kNcclBuilt, "set parallel.transport = \"mpi\" (or \"auto\"), or build "
+              "where NCCL is installed (the Makefile's first line says whether it found it)",
+              "{}: parallel.transport = \"nccl\", but this build of longctx has no NCCL", cfg.deck_path);
+  CHECK_ALIKE(want != Transport::nccl || !shared, "set parallel.transport = \"mpi\" (or \"auto\"), or start at "
+              "most one rank per GPU", "{}: parallel.transport = \"nccl\", but {} ranks share a GPU (NCCL refuses "
+              "two ranks on one GPU)", cfg.deck_path, d.ranks_per_gpu);
+  d.transport = want == Transport::automatic ? (kNcclBuilt && !shared ? Transport::nccl : Transport::mpi) : want;
+  if (want == Transport::automatic)
+    d.why += d.transport == Transport::nccl ? "; transport auto: NCCL, one rank per GPU"
+             : shared                       ? "; transport auto: MPI, ranks share a GPU"
+                                            : "; transport auto: MPI, this build has no NCCL";
+  cuda_set_device(d.gpu);  // NCCL's communicators belong to the current device
+  auto make = [&](MPI_Comm c) -> std::unique_ptr<Comm> {
+#if defined(LONGCTX_NCCL)
+    if (d.transport == Transport::nccl) return std::make_unique<NcclComm>(c);
 #endif
+#if defined(LONGCTX_CUDA)
+    return std::make_unique<StagedMpiComm>(c);
+#else
+    (void)c;
+    return nullptr;
+#endif
+  };
+  d_all_ = make(cart_), d_tp_ = make(tp_mpi_), d_sp_ = make(sp_mpi_), d_dpsp_ = make(dpsp_mpi_);
+  if (kv_mpi_ != MPI_COMM_NULL) d_kv_ = make(kv_mpi_);
 }
 
 ProcessGroups::Comms ProcessGroups::device_comms() const {

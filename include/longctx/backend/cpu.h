@@ -8,7 +8,7 @@
 //   memory  alloc(bytes) -> B::Memory (zeroed, 256-byte aligned, owned), upload of host tokens;
 //   streams compute() and comm(): the stream each kind of work is ordered on (null here);
 //   ops     the same names and shapes as ops.h on Tensor views; shapes are checked here, once.
-// The CUDA backend (issue 8) gives Act = Param = bf16 and the kernels of cuda/.
+// The CUDA backend (backend/cuda.h) gives Act = Param = bf16 and the kernels of cuda/.
 #pragma once
 
 #include <cstdint>

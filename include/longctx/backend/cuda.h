@@ -1,4 +1,4 @@
-// backend/cuda.h — the CUDA backend (issue 8): the contract of backend/cpu.h on one GPU, with
+// backend/cuda.h — the CUDA backend: the contract of backend/cpu.h on one GPU, with
 // bf16 activations and weights (Act = Param = bf16), fp32 gradients, master weights and moments,
 // fp32 (O, LSE) ring partials and row statistics. Its ops are the kernels of cuda/ (cuda_ops.h),
 // the flash attention of flash.h and the cuBLASLt products of cuda_gemm.h, all enqueued on the
@@ -142,6 +142,12 @@ inline constexpr bool kCudaBuilt = true;
 #else
 inline constexpr bool kCudaBuilt = false;
 #endif
+#if defined(LONGCTX_NCCL)
+inline constexpr bool kNcclBuilt = true;
+#else
+inline constexpr bool kNcclBuilt = false;
+#endif
+void cuda_set_device(int device);          // makes it this thread's current device (CUDA builds)
 int cuda_device_count();                   // usable CUDA devices here (0 without CUDA or a GPU)
 int64_t cuda_free_bytes(int device);       // free memory of that device (0 without CUDA)
 bool cuda_supports_head_size(int64_t HS);  // a head size the flash kernels take (64 or 128)

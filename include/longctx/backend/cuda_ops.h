@@ -1,4 +1,4 @@
-// backend/cuda_ops.h — the CUDA kernels of the model's small ops (issue 8): casts, elementwise,
+// backend/cuda_ops.h — the CUDA kernels of the model's small ops: casts, elementwise,
 // embedding, RMSNorm, RoPE, SwiGLU, cross-entropy pieces, AdamW, sum of squares. Host-callable;
 // pointers are device memory; bf16 tensors are uint16_t* (the raw bits) so that this header needs
 // no CUDA headers; fp32 tensors are float*. The math, shapes and dim letters are those of ops.h

@@ -11,6 +11,7 @@ bool cuda_supports_head_size(int64_t HS) { return HS == 64 || HS == 128; }
 namespace longctx {
 int cuda_device_count() { return 0; }
 int64_t cuda_free_bytes(int) { return 0; }
+void cuda_set_device(int) {}
 }  // namespace longctx
 #else
 
@@ -72,6 +73,8 @@ int cuda_device_count() {
   }
   return n;
 }
+
+void cuda_set_device(int device) { cuda_ok(cudaSetDevice(device), "cudaSetDevice"); }
 
 int64_t cuda_free_bytes(int device) {
   int old = 0;

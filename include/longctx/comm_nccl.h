@@ -1,0 +1,48 @@
+// comm_nccl.h — Comm for device buffers over NCCL: the transport between GPUs of their own
+// (parallel.transport = "nccl", or "auto" when every rank has a GPU to itself). Built with CUDA
+// and NCCL only (LONGCTX_NCCL). NCCL refuses two ranks on one GPU: several ranks sharing a GPU use
+// StagedMpiComm (comm_staged.h).
+//
+// One NCCL communicator per group, made collectively from a unique id that the group's rank 0
+// creates and MPI broadcasts. Every operation is enqueued on its stream (fp32, bf16 sums — NCCL
+// adds bf16 in its own order and rounds per step —, f64, i32, u8); the call returns at once. An
+// exchange is a grouped ncclSend/ncclRecv on the stream; it completes in stream order, so wait()
+// only makes a stream that differs from the exchange's wait for it (an event).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <mpi.h>
+
+#include "longctx/comm.h"
+
+namespace longctx {
+
+class NcclComm final : public Comm {
+ public:
+  // Collective over `c`. The calling rank's current CUDA device must be its GPU.
+  explicit NcclComm(MPI_Comm c);
+  ~NcclComm() override;
+  NcclComm(const NcclComm&) = delete;
+  NcclComm& operator=(const NcclComm&) = delete;
+
+ private:
+  void do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream s) const override;
+  void do_reduce_scatter(const void* in, void* out, int64_t n, DType t, Stream s) const override;
+  void do_all_gather(const void* in, void* out, int64_t n, DType t, Stream s) const override;
+  Handle do_exchange(const void* send, void* recv, int64_t n, DType t, int to, int from, int channel,
+                     Stream s) const override;
+  void do_wait(Handle& h) const override;
+  void do_progress(Handle& h) const override {}
+
+  struct Pending {
+    void* event = nullptr;  // cudaEvent_t recorded after the exchange on its stream
+    bool busy = false;
+    uint32_t gen = 0;
+  };
+  void* comm_ = nullptr;  // ncclComm_t
+  mutable std::vector<Pending> pending_;
+};
+
+}  // namespace longctx
