@@ -109,9 +109,13 @@ void ProcessGroups::choose_device(const Config& cfg) {
              : shared                       ? "; transport auto: MPI, ranks share a GPU"
                                             : "; transport auto: MPI, this build has no NCCL";
   cuda_set_device(d.gpu);  // NCCL's communicators belong to the current device
+  // A group of one rank moves nothing: the staged transport's device copies serve it without an
+  // NCCL communicator (and its bootstrap) per axis.
   auto make = [&](MPI_Comm c) -> std::unique_ptr<Comm> {
 #if defined(LONGCTX_NCCL)
-    if (d.transport == Transport::nccl) return std::make_unique<NcclComm>(c);
+    int n = 1;
+    MPI_Comm_size(c, &n);
+    if (d.transport == Transport::nccl && n > 1) return std::make_unique<NcclComm>(c);
 #endif
 #if defined(LONGCTX_CUDA)
     return std::make_unique<StagedMpiComm>(c);
