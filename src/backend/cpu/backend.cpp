@@ -6,23 +6,10 @@
 #include <cstring>
 
 #include "longctx/arena.h"
+#include "longctx/backend/shape_check.h"
 #include "longctx/common.h"
 
 namespace longctx {
-
-namespace {
-
-// A view of `rows` × `cols` elements (any ndim whose leading dim is rows).
-template <class T>
-void expect(const Tensor<T>& t, int64_t rows, int64_t cols, const char* op, const char* name) {
-  CHECK(t.numel() == rows * cols && (t.ndim < 2 || t.size(0) == rows),
-        "cpu::{}: {} has shape ({}) with {} elements, expected {} × {}", op, name, t.size(0), t.numel(),
-        rows, cols);
-}
-
-int64_t cols_of(const Tensor<const float>& t) { return t.ndim >= 2 ? t.row_size() : t.numel(); }
-
-}  // namespace
 
 Cpu::Memory Cpu::alloc(size_t bytes) const {
   if (bytes == 0) return Memory(nullptr);
@@ -67,22 +54,14 @@ void Cpu::sum_squares(Tensor<double> out, Tensor<const float> x) const {
 
 void Cpu::linear_fwd(Tensor<float> out, Tensor<const float> in, Tensor<const float> W) const {
   const int64_t N = in.size(0), I = cols_of(in), O = W.size(0);
-  expect(W, O, I, "linear_fwd", "W");
-  expect(out, N, O, "linear_fwd", "out");
+  expect_shape(W, O, I, "cpu", "linear_fwd", "W");
+  expect_shape(out, N, O, "cpu", "linear_fwd", "out");
   cpu::linear_fwd(out.data, in.data, W.data, N, I, O);
 }
 
 void Cpu::linear_bwd(Tensor<float> din, Tensor<float> dW, Tensor<const float> dout, Tensor<const float> in,
                      Tensor<const float> W, bool accumulate_din) const {
-  CHECK(dout.ndim == 2, "cpu::linear_bwd: dout must be (N, O)");
-  CHECK(!din.empty() || !dW.empty(), "cpu::linear_bwd: neither din nor dW asked for");
-  CHECK(din.empty() || !W.empty(), "cpu::linear_bwd: din needs W");
-  CHECK(dW.empty() || !in.empty(), "cpu::linear_bwd: dW needs the input");
-  const int64_t N = dout.size(0), O = dout.size(1);
-  const int64_t I = !W.empty() ? W.row_size() : in.row_size();
-  if (!W.empty()) expect(W, O, I, "linear_bwd", "W");
-  if (!din.empty()) expect(din, N, I, "linear_bwd", "din");
-  if (!dW.empty()) expect(dW, O, I, "linear_bwd", "dW"), expect(in, N, I, "linear_bwd", "in");
+  const auto [N, I, O] = linear_bwd_dims(din, dW, dout, in, W, "cpu");
   cpu::linear_bwd(din.empty() ? nullptr : din.data, dW.empty() ? nullptr : dW.data, dout.data,
                   in.data, W.data, N, I, O, accumulate_din);
 }
@@ -90,16 +69,16 @@ void Cpu::linear_bwd(Tensor<float> din, Tensor<float> dW, Tensor<const float> do
 void Cpu::rmsnorm_fwd(Tensor<float> out, Tensor<float> rstd, Tensor<const float> in, Tensor<const float> w,
                       float eps) const {
   const int64_t N = in.size(0), C = w.numel();
-  expect(in, N, C, "rmsnorm_fwd", "in"), expect(out, N, C, "rmsnorm_fwd", "out");
-  expect(rstd, N, 1, "rmsnorm_fwd", "rstd");
+  expect_shape(in, N, C, "cpu", "rmsnorm_fwd", "in"), expect_shape(out, N, C, "cpu", "rmsnorm_fwd", "out");
+  expect_shape(rstd, N, 1, "cpu", "rmsnorm_fwd", "rstd");
   cpu::rmsnorm_fwd(out.data, rstd.data, in.data, w.data, N, C, eps);
 }
 
 void Cpu::rmsnorm_bwd(Tensor<float> din, Tensor<float> dw, Tensor<const float> dout, Tensor<const float> in,
                       Tensor<const float> w, Tensor<const float> rstd) const {
   const int64_t N = in.size(0), C = w.numel();
-  expect(dout, N, C, "rmsnorm_bwd", "dout"), expect(din, N, C, "rmsnorm_bwd", "din");
-  expect(dw, C, 1, "rmsnorm_bwd", "dw"), expect(rstd, N, 1, "rmsnorm_bwd", "rstd");
+  expect_shape(dout, N, C, "cpu", "rmsnorm_bwd", "dout"), expect_shape(din, N, C, "cpu", "rmsnorm_bwd", "din");
+  expect_shape(dw, C, 1, "cpu", "rmsnorm_bwd", "dw"), expect_shape(rstd, N, 1, "cpu", "rmsnorm_bwd", "rstd");
   cpu::rmsnorm_bwd(din.data, dw.data, dout.data, in.data, w.data, rstd.data, N, C);
 }
 
@@ -107,7 +86,7 @@ void Cpu::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const i
                      double theta) const {
   const int64_t T = int64_t(pos.size()), half = cos_t.ndim == 2 ? cos_t.size(1) : 0;
   CHECK(half > 0, "cpu::rope_table: the tables must be (T, HS/2)");
-  expect(cos_t, T, half, "rope_table", "cos"), expect(sin_t, T, half, "rope_table", "sin");
+  expect_shape(cos_t, T, half, "cpu", "rope_table", "cos"), expect_shape(sin_t, T, half, "cpu", "rope_table", "sin");
   cpu::rope_table(cos_t.data, sin_t.data, pos.data(), T, 2 * half, theta);
 }
 
@@ -115,7 +94,7 @@ void Cpu::rope_apply(Tensor<float> x, Tensor<const float> cos_t, Tensor<const fl
   CHECK(x.ndim == 4, "cpu::rope_apply: x must be (B, T, H, HS)");
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), HS = x.size(3);
   CHECK(HS % 2 == 0, "cpu::rope_apply: head size {} is odd (rotate-half pairs i, i + HS/2)", HS);
-  expect(cos_t, T, HS / 2, "rope_apply", "cos"), expect(sin_t, T, HS / 2, "rope_apply", "sin");
+  expect_shape(cos_t, T, HS / 2, "cpu", "rope_apply", "cos"), expect_shape(sin_t, T, HS / 2, "cpu", "rope_apply", "sin");
   cpu::rope_apply(x.data, cos_t.data, sin_t.data, B, T, H, HS, sign);
 }
 
@@ -135,31 +114,31 @@ void Cpu::swiglu_bwd(Tensor<float> dgate, Tensor<float> dup, Tensor<const float>
 void Cpu::embedding_fwd(Tensor<float> out, Tensor<const int32_t> tok, Tensor<const float> table,
                         int64_t v0) const {
   const int64_t N = tok.numel(), V = table.size(0), C = table.row_size();
-  expect(out, N, C, "embedding_fwd", "out");
+  expect_shape(out, N, C, "cpu", "embedding_fwd", "out");
   cpu::embedding_fwd(out.data, tok.data, table.data, N, C, v0, V);
 }
 
 void Cpu::embedding_bwd(Tensor<float> dtable, Tensor<const float> dout, Tensor<const int32_t> tok,
                         int64_t v0) const {
   const int64_t N = tok.numel(), V = dtable.size(0), C = dtable.row_size();
-  expect(dout, N, C, "embedding_bwd", "dout");
+  expect_shape(dout, N, C, "cpu", "embedding_bwd", "dout");
   cpu::embedding_bwd(dtable.data, dout.data, tok.data, N, C, v0, V);
 }
 
 void Cpu::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const float> q, Tensor<const float> k,
                         Tensor<const float> v, const cpu::AttnShape& s, bool merge) const {
   const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect(q, rows, s.NH * s.HS, "attention_fwd", "q"), expect(o, rows, s.NH * s.HS, "attention_fwd", "o");
-  expect(k, keys, s.NKV * s.HS, "attention_fwd", "k"), expect(v, keys, s.NKV * s.HS, "attention_fwd", "v");
-  expect(lse, rows, s.NH, "attention_fwd", "lse");
+  expect_shape(q, rows, s.NH * s.HS, "cpu", "attention_fwd", "q"), expect_shape(o, rows, s.NH * s.HS, "cpu", "attention_fwd", "o");
+  expect_shape(k, keys, s.NKV * s.HS, "cpu", "attention_fwd", "k"), expect_shape(v, keys, s.NKV * s.HS, "cpu", "attention_fwd", "v");
+  expect_shape(lse, rows, s.NH, "cpu", "attention_fwd", "lse");
   cpu::attention_fwd(o.data, lse.data, q.data, k.data, v.data, s, merge);
 }
 
 void Cpu::attention_delta(Tensor<float> delta, Tensor<const float> o, Tensor<const float> dout,
                           const cpu::AttnShape& s) const {
   const int64_t rows = s.B * s.Tq;
-  expect(delta, rows, s.NH, "attention_delta", "delta");
-  expect(o, rows, s.NH * s.HS, "attention_delta", "o"), expect(dout, rows, s.NH * s.HS, "attention_delta", "dout");
+  expect_shape(delta, rows, s.NH, "cpu", "attention_delta", "delta");
+  expect_shape(o, rows, s.NH * s.HS, "cpu", "attention_delta", "o"), expect_shape(dout, rows, s.NH * s.HS, "cpu", "attention_delta", "dout");
   cpu::attention_delta(delta.data, o.data, dout.data, s);
 }
 
@@ -167,14 +146,14 @@ void Cpu::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Te
                         Tensor<const float> q, Tensor<const float> k, Tensor<const float> v,
                         Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
   const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect(dq, rows, s.NH * s.HS, "attention_bwd", "dq"), expect(dout, rows, s.NH * s.HS, "attention_bwd", "dout");
-  expect(dk, keys, s.NKV * s.HS, "attention_bwd", "dk"), expect(dv, keys, s.NKV * s.HS, "attention_bwd", "dv");
-  expect(lse, rows, s.NH, "attention_bwd", "lse"), expect(delta, rows, s.NH, "attention_bwd", "delta");
+  expect_shape(dq, rows, s.NH * s.HS, "cpu", "attention_bwd", "dq"), expect_shape(dout, rows, s.NH * s.HS, "cpu", "attention_bwd", "dout");
+  expect_shape(dk, keys, s.NKV * s.HS, "cpu", "attention_bwd", "dk"), expect_shape(dv, keys, s.NKV * s.HS, "cpu", "attention_bwd", "dv");
+  expect_shape(lse, rows, s.NH, "cpu", "attention_bwd", "lse"), expect_shape(delta, rows, s.NH, "cpu", "attention_bwd", "delta");
   cpu::attention_bwd(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, lse.data, delta.data, s);
 }
 
 void Cpu::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
-  expect(mx, z.size(0), 1, "xent_row_max", "mx");
+  expect_shape(mx, z.size(0), 1, "cpu", "xent_row_max", "mx");
   cpu::xent_row_max(z.data, z.size(0), z.row_size(), mx.data);
 }
 

@@ -24,6 +24,7 @@ void cuda_set_device(int) {}
 #include "longctx/arena.h"
 #include "longctx/backend/cuda_gemm.h"
 #include "longctx/backend/cuda_ops.h"
+#include "longctx/backend/shape_check.h"
 #include "longctx/common.h"
 #include "longctx/flash.h"
 
@@ -38,17 +39,6 @@ void cuda_ok(cudaError_t e, const char* what) {
 cudaStream_t st(void* s) { return static_cast<cudaStream_t>(s); }
 const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
 uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-
-template <class T>
-void expect(const Tensor<T>& t, int64_t rows, int64_t cols, const char* op, const char* name) {
-  CHECK(t.numel() == rows * cols && (t.ndim < 2 || t.size(0) == rows),
-        "cuda::{}: {} has shape ({}) with {} elements, expected {} × {}", op, name, t.size(0), t.numel(), rows,
-        cols);
-}
-template <class T>
-int64_t cols_of(const Tensor<T>& t) {
-  return t.ndim >= 2 ? t.row_size() : t.numel();
-}
 
 // The flash kernels' mask for a block at its global offsets (kSkip: every key is in the future).
 gpu::FlashShape flash_of(const cpu::AttnShape& s) {
@@ -229,48 +219,37 @@ void Cuda::sum_squares(Tensor<double> out, Tensor<const float> x) const {
 
 void Cuda::linear_fwd(Tensor<bf16> out, Tensor<const bf16> in, Tensor<const bf16> W) const {
   const int64_t N = in.size(0), I = cols_of(in), O = W.size(0);
-  expect(W, O, I, "linear_fwd", "W"), expect(out, N, O, "linear_fwd", "out");
+  expect_shape(W, O, I, "cuda", "linear_fwd", "W"), expect_shape(out, N, O, "cuda", "linear_fwd", "out");
   blas_->linear_fwd(out.data, false, bits(in.data), bits(W.data), N, I, O, 0.0f, stream_);
 }
 void Cuda::linear_fwd(Tensor<float> out, Tensor<const bf16> in, Tensor<const bf16> W) const {
   const int64_t N = in.size(0), I = cols_of(in), O = W.size(0);
-  expect(W, O, I, "linear_fwd", "W"), expect(out, N, O, "linear_fwd", "out");
+  expect_shape(W, O, I, "cuda", "linear_fwd", "W"), expect_shape(out, N, O, "cuda", "linear_fwd", "out");
   blas_->linear_fwd(out.data, true, bits(in.data), bits(W.data), N, I, O, 0.0f, stream_);
 }
 
 void Cuda::linear_bwd(Tensor<bf16> din, Tensor<float> dW, Tensor<const bf16> dout, Tensor<const bf16> in,
                       Tensor<const bf16> W, bool accumulate_din) const {
-  CHECK(dout.ndim == 2, "cuda::linear_bwd: dout must be (N, O)");
-  CHECK(!din.empty() || !dW.empty(), "cuda::linear_bwd: neither din nor dW asked for");
-  CHECK(din.empty() || !W.empty(), "cuda::linear_bwd: din needs W");
-  CHECK(dW.empty() || !in.empty(), "cuda::linear_bwd: dW needs the input");
-  const int64_t N = dout.size(0), O = dout.size(1);
-  const int64_t I = !W.empty() ? W.row_size() : in.row_size();
-  if (!W.empty()) expect(W, O, I, "linear_bwd", "W");
-  if (!din.empty()) {
-    expect(din, N, I, "linear_bwd", "din");
+  const auto [N, I, O] = linear_bwd_dims(din, dW, dout, in, W, "cuda");
+  if (!din.empty())
     blas_->linear_bwd_data(din.data, false, bits(dout.data), bits(W.data), N, I, O, accumulate_din ? 1.0f : 0.0f,
                            stream_);
-  }
-  if (!dW.empty()) {
-    expect(dW, O, I, "linear_bwd", "dW"), expect(in, N, I, "linear_bwd", "in");
-    blas_->linear_bwd_weight(dW.data, bits(dout.data), bits(in.data), N, I, O, 1.0f, stream_);
-  }
+  if (!dW.empty()) blas_->linear_bwd_weight(dW.data, bits(dout.data), bits(in.data), N, I, O, 1.0f, stream_);
 }
 
 void Cuda::rmsnorm_fwd(Tensor<bf16> out, Tensor<float> rstd, Tensor<const bf16> in, Tensor<const bf16> w,
                        float eps) const {
   const int64_t N = in.size(0), C = w.numel();
-  expect(in, N, C, "rmsnorm_fwd", "in"), expect(out, N, C, "rmsnorm_fwd", "out");
-  expect(rstd, N, 1, "rmsnorm_fwd", "rstd");
+  expect_shape(in, N, C, "cuda", "rmsnorm_fwd", "in"), expect_shape(out, N, C, "cuda", "rmsnorm_fwd", "out");
+  expect_shape(rstd, N, 1, "cuda", "rmsnorm_fwd", "rstd");
   gpu::rmsnorm_fwd(bits(out.data), rstd.data, bits(in.data), bits(w.data), N, C, eps, stream_);
 }
 
 void Cuda::rmsnorm_bwd(Tensor<bf16> din, Tensor<float> dw, Tensor<const bf16> dout, Tensor<const bf16> in,
                        Tensor<const bf16> w, Tensor<const float> rstd) const {
   const int64_t N = in.size(0), C = w.numel();
-  expect(dout, N, C, "rmsnorm_bwd", "dout"), expect(din, N, C, "rmsnorm_bwd", "din");
-  expect(dw, C, 1, "rmsnorm_bwd", "dw"), expect(rstd, N, 1, "rmsnorm_bwd", "rstd");
+  expect_shape(dout, N, C, "cuda", "rmsnorm_bwd", "dout"), expect_shape(din, N, C, "cuda", "rmsnorm_bwd", "din");
+  expect_shape(dw, C, 1, "cuda", "rmsnorm_bwd", "dw"), expect_shape(rstd, N, 1, "cuda", "rmsnorm_bwd", "rstd");
   const size_t ws = gpu::rmsnorm_bwd_workspace_bytes(N, C);
   gpu::rmsnorm_bwd(bits(din.data), nullptr, dw.data, bits(dout.data), bits(in.data), bits(w.data), rstd.data, N,
                    C, /*accumulate_din=*/true, scratch(ws), ws, stream_);
@@ -279,7 +258,7 @@ void Cuda::rmsnorm_bwd(Tensor<bf16> din, Tensor<float> dw, Tensor<const bf16> do
 void Cuda::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const int64_t> pos, double theta) const {
   const int64_t T = int64_t(pos.size()), half = cos_t.ndim == 2 ? cos_t.size(1) : 0;
   CHECK(half > 0, "cuda::rope_table: the tables must be (T, HS/2)");
-  expect(cos_t, T, half, "rope_table", "cos"), expect(sin_t, T, half, "rope_table", "sin");
+  expect_shape(cos_t, T, half, "cuda", "rope_table", "cos"), expect_shape(sin_t, T, half, "cuda", "rope_table", "sin");
   std::vector<float> c(size_t(T * half)), s(size_t(T * half));
   cpu::rope_table(c.data(), s.data(), pos.data(), T, 2 * half, theta);  // the CPU's tables, bit for bit
   upload(cos_t, c.data()), upload(sin_t, s.data());
@@ -288,7 +267,7 @@ void Cuda::rope_table(Tensor<float> cos_t, Tensor<float> sin_t, std::span<const 
 void Cuda::rope_apply(Tensor<bf16> x, Tensor<const float> cos_t, Tensor<const float> sin_t, int sign) const {
   CHECK(x.ndim == 4, "cuda::rope_apply: x must be (B, T, H, HS)");
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), HS = x.size(3);
-  expect(cos_t, T, HS / 2, "rope_apply", "cos"), expect(sin_t, T, HS / 2, "rope_apply", "sin");
+  expect_shape(cos_t, T, HS / 2, "cuda", "rope_apply", "cos"), expect_shape(sin_t, T, HS / 2, "cuda", "rope_apply", "sin");
   gpu::rope_apply(bits(x.data), cos_t.data, sin_t.data, B, T, H, HS, sign, stream_);
 }
 
@@ -307,14 +286,14 @@ void Cuda::swiglu_bwd(Tensor<bf16> dgate, Tensor<bf16> dup, Tensor<const bf16> d
 
 void Cuda::embedding_fwd(Tensor<bf16> out, Tensor<const int32_t> tok, Tensor<const bf16> table, int64_t v0) const {
   const int64_t N = tok.numel(), V = table.size(0), C = table.row_size();
-  expect(out, N, C, "embedding_fwd", "out");
+  expect_shape(out, N, C, "cuda", "embedding_fwd", "out");
   gpu::embedding_fwd(bits(out.data), tok.data, bits(table.data), N, C, v0, V, stream_);
 }
 
 void Cuda::embedding_bwd(Tensor<float> dtable, Tensor<const bf16> dout, Tensor<const int32_t> tok,
                          int64_t v0) const {
   const int64_t N = tok.numel(), V = dtable.size(0), C = dtable.row_size();
-  expect(dout, N, C, "embedding_bwd", "dout");
+  expect_shape(dout, N, C, "cuda", "embedding_bwd", "dout");
   const size_t ws = gpu::embedding_bwd_workspace_bytes(N, V);
   gpu::embedding_bwd(dtable.data, bits(dout.data), tok.data, N, C, v0, V, scratch(ws), ws, stream_);
 }
@@ -322,9 +301,9 @@ void Cuda::embedding_bwd(Tensor<float> dtable, Tensor<const bf16> dout, Tensor<c
 void Cuda::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const bf16> q, Tensor<const bf16> k,
                          Tensor<const bf16> v, const cpu::AttnShape& s, bool merge) const {
   const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect(q, rows, s.NH * s.HS, "attention_fwd", "q"), expect(o, rows, s.NH * s.HS, "attention_fwd", "o");
-  expect(k, keys, s.NKV * s.HS, "attention_fwd", "k"), expect(v, keys, s.NKV * s.HS, "attention_fwd", "v");
-  expect(lse, rows, s.NH, "attention_fwd", "lse");
+  expect_shape(q, rows, s.NH * s.HS, "cuda", "attention_fwd", "q"), expect_shape(o, rows, s.NH * s.HS, "cuda", "attention_fwd", "o");
+  expect_shape(k, keys, s.NKV * s.HS, "cuda", "attention_fwd", "k"), expect_shape(v, keys, s.NKV * s.HS, "cuda", "attention_fwd", "v");
+  expect_shape(lse, rows, s.NH, "cuda", "attention_fwd", "lse");
   const gpu::FlashShape fs = flash_of(s);
   if (fs.mask == gpu::Mask::kSkip) {  // no key visible: the rows keep (o, lse), or get (0, -inf)
     if (!merge) fill(o, 0.0f), fill(lse, -std::numeric_limits<float>::infinity());
@@ -346,8 +325,8 @@ void Cuda::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const bf16> 
 void Cuda::attention_delta(Tensor<float> delta, Tensor<const bf16> o, Tensor<const bf16> dout,
                            const cpu::AttnShape& s) const {
   const int64_t rows = s.B * s.Tq;
-  expect(delta, rows, s.NH, "attention_delta", "delta");
-  expect(o, rows, s.NH * s.HS, "attention_delta", "o"), expect(dout, rows, s.NH * s.HS, "attention_delta", "dout");
+  expect_shape(delta, rows, s.NH, "cuda", "attention_delta", "delta");
+  expect_shape(o, rows, s.NH * s.HS, "cuda", "attention_delta", "o"), expect_shape(dout, rows, s.NH * s.HS, "cuda", "attention_delta", "dout");
   gpu::flash_delta(flash_of(s), bits(o.data), bits(dout.data), delta.data, stream_);
 }
 
@@ -355,9 +334,9 @@ void Cuda::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, T
                          Tensor<const bf16> q, Tensor<const bf16> k, Tensor<const bf16> v,
                          Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
   const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect(dq, rows, s.NH * s.HS, "attention_bwd", "dq"), expect(dout, rows, s.NH * s.HS, "attention_bwd", "dout");
-  expect(dk, keys, s.NKV * s.HS, "attention_bwd", "dk"), expect(dv, keys, s.NKV * s.HS, "attention_bwd", "dv");
-  expect(lse, rows, s.NH, "attention_bwd", "lse"), expect(delta, rows, s.NH, "attention_bwd", "delta");
+  expect_shape(dq, rows, s.NH * s.HS, "cuda", "attention_bwd", "dq"), expect_shape(dout, rows, s.NH * s.HS, "cuda", "attention_bwd", "dout");
+  expect_shape(dk, keys, s.NKV * s.HS, "cuda", "attention_bwd", "dk"), expect_shape(dv, keys, s.NKV * s.HS, "cuda", "attention_bwd", "dv");
+  expect_shape(lse, rows, s.NH, "cuda", "attention_bwd", "lse"), expect_shape(delta, rows, s.NH, "cuda", "attention_bwd", "delta");
   const gpu::FlashShape fs = flash_of(s);
   if (fs.mask == gpu::Mask::kSkip) return;
   gpu::flash_bwd(fs, bits(q.data), bits(k.data), bits(v.data), bits(dout.data), lse.data, delta.data, dq.data,
@@ -365,7 +344,7 @@ void Cuda::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, T
 }
 
 void Cuda::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
-  expect(mx, z.size(0), 1, "xent_row_max", "mx");
+  expect_shape(mx, z.size(0), 1, "cuda", "xent_row_max", "mx");
   gpu::xent_row_max(z.data, z.size(0), z.row_size(), mx.data, stream_);
 }
 
