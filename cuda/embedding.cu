@@ -79,6 +79,17 @@ size_t embedding_bwd_workspace_bytes(int64_t N, int64_t V) {
   return size_t(4 * round_up(4 * N)) + size_t(round_up(int64_t(cub_bytes(N, V))));
 }
 
+// The four key/value arrays, plus cub's onesweep radix sort of N (key, value) pairs bounded from
+// above: the alternate key and value buffers (8·N), the look-back of each tile (256 digits × 4 bytes
+// per tile of at least 256 items: <= 4·N + 1 KiB), histograms and counters (a few KiB); 8 MiB covers
+// those and the multi-pass spine of the other algorithm (grid blocks × 256 digits × 4 bytes).
+size_t embedding_bwd_workspace_bound(int64_t N, int64_t V) {
+  ops_require(N >= 0 && N <= kInt32Max && V >= 1 && V < kInt32Max, "embedding_bwd_workspace_bound",
+              "N must be in [0, 2^31) and V in [1, 2^31 - 1)");
+  if (N == 0) return 0;
+  return size_t(4 * round_up(4 * N)) + size_t(round_up(12 * N)) + (size_t(8) << 20);
+}
+
 void embedding_fwd(uint16_t* out, const int32_t* tok, const uint16_t* table, int64_t N, int64_t C, int64_t v0,
                    int64_t V, void* stream) {
   ops_require(N >= 0 && N <= kInt32Max, "embedding_fwd", "N must be in [0, 2^31)");

@@ -393,4 +393,16 @@ TEST_CASE("GPU op launchers refuse bad arguments before launching", "[op]") {
   CHECK_THAT(e, Catch::Matchers::Contains("rope_apply"));
 }
 
+TEST_CASE("the memory plan's embedding-backward bound covers cub's real workspace", "[gpu][kernels]") {
+  // Cuda::op_scratch_bytes reserves embedding_bwd_workspace_bound (no device needed, so that
+  // `longctx plan` counts the GPU on a login node); embedding_bwd asks cub for the real size.
+  for (const int64_t V : {int64_t(264), int64_t(32000), int64_t(128256)})
+    for (int64_t N = 1; N <= (int64_t(1) << 28); N *= 3) {
+      const size_t real = gpu::embedding_bwd_workspace_bytes(N, V), bound = gpu::embedding_bwd_workspace_bound(N, V);
+      INFO("N " << N << " V " << V << ": cub needs " << real << " bytes, the plan reserves " << bound);
+      CHECK(bound >= real);
+      CHECK(bound <= real + real / 2 + (size_t(8) << 20));  // and not wildly more: 12·N bytes of cub's 8·N + tiles
+    }
+}
+
 #endif  // LONGCTX_CUDA

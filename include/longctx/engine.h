@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "longctx/arena.h"
 #include "longctx/checkpoint.h"
 #include "longctx/config.h"
 #include "longctx/groups.h"
@@ -27,7 +28,7 @@ namespace longctx {
 
 // What one rank holds, in bytes, for the memory plan (memory.h).
 struct StateBytes {
-  size_t params = 0, grads = 0, optimizer = 0;  // optimizer: master, m, v and the reduced gradient
+  size_t params = 0, grads = 0, optimizer = 0;  // optimizer: master, m, v, the reduced gradient, span sums
   size_t total() const { return params + grads + optimizer; }
 };
 
@@ -74,9 +75,35 @@ class StepEngine {
   virtual double device_mib() const = 0;
 };
 
-// Bytes of the state arena for `layout` with shards of `shard_n` over `shards` ranks, for a backend
-// whose parameters take `param_size` bytes each (without gradients: forward only).
-StateBytes state_bytes(const ParamLayout& layout, int64_t shards, int64_t shard_n, size_t param_size,
-                       bool with_grads);
+// The state arena of a rank: `flat` parameters (Param) and fp32 gradients, the ZeRO-1 shard of
+// `shard_n` (master, m, v, the reduced gradient) and one double per shard span (the norm's sums).
+// The one list of the state's buffers: StepEngine binds it, the memory plan counts it (plan.h).
+template <class Param>
+struct StateViews {
+  Tensor<Param> params;
+  Tensor<float> grads, master, m, v, gshard;
+  Tensor<double> span_ss;
+};
+template <class Param>
+StateViews<Param> take_state(Arena& a, int64_t flat, int64_t shard_n, int64_t spans, StateBytes* parts = nullptr) {
+  StateViews<Param> s;
+  s.params = a.take<Param>({flat});
+  const size_t p = a.bytes();
+  s.grads = a.take<float>({flat});
+  const size_t g = a.bytes();
+  s.master = a.take<float>({shard_n}), s.m = a.take<float>({shard_n});
+  s.v = a.take<float>({shard_n}), s.gshard = a.take<float>({shard_n});
+  s.span_ss = a.take<double>({spans});
+  if (parts) *parts = {p, g - p, a.bytes() - g};
+  return s;
+}
+// The bytes of that arena, counted by the same takes.
+template <class Param>
+StateBytes state_bytes(int64_t flat, int64_t shard_n, int64_t spans) {
+  Arena count;
+  StateBytes b;
+  take_state<Param>(count, flat, shard_n, spans, &b);
+  return b;
+}
 
 }  // namespace longctx

@@ -44,4 +44,14 @@ MemoryPool host_pool(const ProcessGroups& g);
 void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const StateBytes& state, const std::vector<size_t>& stage_bytes,
                        const std::vector<std::string>& stage_names, const char* what);
 
+// The refusal check_memory_fits raises, for `longctx plan` to print the same words: `stage` is ""
+// when the state alone does not fit; need / avail / ranks are the tightest pool's, `largest` and
+// `activations` the largest rank's (activations: the stage's arena and op scratch).
+struct MemoryRefusal {
+  std::string message, hint;
+};
+MemoryRefusal memory_refusal(const char* what, const char* pool_name, const std::string& stage, double need,
+                             double avail, int ranks, const std::string& from, const StateBytes& largest,
+                             double activations);
+
 }  // namespace longctx

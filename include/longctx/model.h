@@ -57,6 +57,16 @@ class Model {
   size_t arena_bytes(int64_t batch, int64_t T);
   // Bytes the backend's ops keep outside the arena at that shape (B::op_scratch_bytes).
   size_t op_scratch_bytes(int64_t batch, int64_t T) const;
+  // The arena of the last arena_bytes() or configure() by what it holds (they add up to it).
+  struct ArenaParts {
+    size_t activations = 0, ring = 0, head = 0;  // layer activations and their gradients; the ring's K/V
+                                                  // and dK/dV buffers; LM-head logits scratch
+    size_t total() const { return activations + ring + head; }
+  };
+  const ArenaParts& arena_parts() const { return parts_; }
+  // Counts as a training model (with the backward's buffers) though built without gradient
+  // buffers: for the memory plan's probes (plan.h), which never run a step.
+  void count_backward() { bwd_ = true; }
   // Shapes the next micro-batches: `batch` sequences of global length T, RoPE base theta. Allocates the
   // arena when the shape needs more than it holds (once per stage, never in the step).
   void configure(int64_t batch, int64_t T, double theta);
@@ -100,7 +110,8 @@ class Model {
   TpShard tp_;
   ModelView<Param> p_;
   ModelView<float> g_;
-  bool recompute_, rs_;
+  bool recompute_, rs_, bwd_;  // bwd_: the backward's buffers are taken (a training model)
+  ArenaParts parts_;
   RingAttention<B> ring_;
   LmHead<B> lm_;
   int64_t B_ = 0, T_ = 0, N_ = 0, Nr_ = 0, chunk_ = 0;  // N_ rows, Nr_ of them local

@@ -59,6 +59,7 @@ class Trainer {
   const TrainState& state() const { return st_; }
   const ParamLayout& layout() const { return engine_->layout(); }
   const Grid& grid() const { return groups_->grid(); }
+  const StepEngine& engine() const { return *engine_; }
 
  private:
   void start_stage();

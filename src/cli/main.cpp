@@ -14,6 +14,8 @@
 #include "longctx/eval.h"
 #include "longctx/job.h"
 #include "longctx/log.h"
+#include "longctx/memory.h"
+#include "longctx/plan.h"
 #include "longctx/train.h"
 
 using namespace longctx;
@@ -35,6 +37,14 @@ static const Usage kUsages[] = {
       checkpoint.dir) by context length (default: the stages' lengths) and needle depth (default
       0,0.25,0.5,0.75,1), 8 samples per cell, at the checkpoint's rope_theta. Runs on the deck's
       layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.)"},
+    {"plan", R"(  longctx plan DECK.toml [--memory SIZE] [--gpu-memory SIZE] [--ranks-per-node N] [--ranks-per-gpu N]
+               [--set section.key=value]...
+      The memory plan of every rank of the deck's layout, without training and without MPI (one
+      process): per stage and rank, parameters, gradients, optimizer shard, activations with and
+      without recompute, ring buffers, op scratch and the peak, for the CPU (fp32) and GPU (bf16)
+      backends, with node and GPU totals; then the verdict train would reach against --memory per
+      node (default: this machine's available memory) and --gpu-memory per GPU (default: this
+      machine's GPU, else unknown). Ranks per node default to all. Exits 1 when train would refuse.)"},
     {"info", R"(  longctx info [--no-verify] CHECKPOINT.h5
       Summarise a checkpoint and verify its data checksums (reads every dataset; --no-verify
       reads attributes only). h5dump -H shows the whole tree.)"},
@@ -138,6 +148,39 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     }
     CHECK_ARG(!deck.empty(), "longctx eval input/tiny.toml", "eval: no deck given");
     return eval_main(deck, sets, opt);
+  }
+  if (cmd == "plan") {  // the memory plan (src/cli/plan.cpp)
+    std::string deck;
+    std::vector<std::string> sets;
+    PlanOptions opt;
+    auto size = [](const std::string& name, const std::string& v) {
+      const int64_t b = parse_bytes(v);
+      CHECK_ARG(b > 0, "a size such as 64G, 512M or a number of bytes", "plan: {} '{}' is not a size", name, v);
+      return b;
+    };
+    auto count = [](const std::string& name, const std::string& v) {
+      int64_t n = 0;
+      const auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+      CHECK_ARG(r.ec == std::errc() && r.ptr == v.data() + v.size() && n >= 1, "a positive whole number",
+                "plan: {} '{}' is not a rank count", name, v);
+      return n;
+    };
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      const bool valued = a == "--set" || a == "--memory" || a == "--gpu-memory" || a == "--ranks-per-node" ||
+                          a == "--ranks-per-gpu";
+      CHECK_ARG(!valued || i + 1 < args.size(), "longctx plan --help lists the options", "plan: {} needs a value", a);
+      if (a == "--set") sets.push_back(args[++i]);
+      else if (a.starts_with("--set=")) sets.push_back(a.substr(6));
+      else if (a == "--memory") opt.memory = size(a, args[++i]);
+      else if (a == "--gpu-memory") opt.gpu_memory = size(a, args[++i]);
+      else if (a == "--ranks-per-node") opt.ranks_per_node = count(a, args[++i]);
+      else if (a == "--ranks-per-gpu") opt.ranks_per_gpu = count(a, args[++i]);
+      else if (!a.starts_with("-") && deck.empty()) deck = a;
+      else CHECK_ARG(false, "longctx plan --help lists the options", "plan: unexpected argument '{}'", a);
+    }
+    CHECK_ARG(!deck.empty(), "longctx plan input/tiny.toml", "plan: no deck given");
+    return plan_main(deck, sets, opt);
   }
   if (cmd == "info") {
     std::vector<std::string> paths;

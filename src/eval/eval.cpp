@@ -85,7 +85,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
     size_t arena = 0;  // the arena never shrinks: a length holds the largest before it
     for (int64_t n : lengths)
       arena = std::max(arena, probe.arena_bytes(1, n)), bytes.push_back(arena), names.push_back(fmt::format("length {}", n));
-    check_memory_fits(groups, host_pool(groups), state_bytes(layout, 1, layout.total, sizeof(Cpu::Param), false), bytes, names, "eval");
+    check_memory_fits(groups, host_pool(groups), StateBytes{Arena::round_up(size_t(layout.total) * sizeof(Cpu::Param)), 0, 0}, bytes, names, "eval");
   }
   std::vector<float> params(size_t(layout.total));
   Model<Cpu> model(be, cfg.model, layout, params.data(), nullptr, par);  // forward only: no gradients

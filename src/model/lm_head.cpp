@@ -4,6 +4,7 @@
 
 #include <type_traits>
 
+#include "longctx/backend/counting.h"
 #include "longctx/backend/cpu.h"
 #include "longctx/backend/cuda.h"
 #include "longctx/common.h"
@@ -70,6 +71,11 @@ LossSum LmHead<B>::loss(Tensor<const Act> x, Tensor<const Param> W, Tensor<const
 template class LmHead<Cpu>;
 #if defined(LONGCTX_CUDA)
 template class LmHead<Cuda>;
+#endif
+// The memory plan's probes (backend/counting.h): the buffers only.
+template void LmHead<Counting<Cpu>>::take_buffers(Arena&, int64_t, int64_t);
+#if defined(LONGCTX_CUDA)
+template void LmHead<Counting<Cuda>>::take_buffers(Arena&, int64_t, int64_t);
 #endif
 
 double lm_head_loss(const float* x, const float* W, const int32_t* target, int64_t N, int64_t C,

@@ -3,6 +3,7 @@
 // Instantiated for the CPU backend at the end.
 #include "longctx/model.h"
 
+#include "longctx/backend/counting.h"
 #include "longctx/backend/cpu.h"
 #include "longctx/backend/cuda.h"
 #include "longctx/common.h"
@@ -14,7 +15,7 @@ Model<B>::Model(const B& be, const ModelConfig& m, const ParamLayout& layout, Pa
                 const ModelParallel& par)
     : be_(be), m_(m), par_(par), tp_(tp_shard(m, par.tp ? par.tp->rank() : 0, par.tp ? par.tp->size() : 1)),
       p_(view_of(m, layout, params)), g_(view_of(m, layout, grads)), recompute_(m.recompute),
-      rs_(par.tp_mode == TpMode::reduce_scatter && par.tp && par.tp->size() > 1),
+      rs_(par.tp_mode == TpMode::reduce_scatter && par.tp && par.tp->size() > 1), bwd_(grads != nullptr),
       ring_(be, par.sp, par.ring == Ring::zigzag), lm_(be, par.tp) {}
 
 template <class B>
@@ -48,7 +49,7 @@ void Model<B>::take_all(Arena& a) {
   x_in_.assign(size_t(L + 1), {});
   for (auto& x : x_in_) x = act(Nr, C);
   xf_ = act(N, C), rstdf_ = f32(Nr, 1), cos_ = f32(Tl, HS / 2), sin_ = f32(Tl, HS / 2);
-  const bool bwd = g_.embed.data != nullptr;  // a forward-only model (eval) takes no gradient buffers
+  const bool bwd = bwd_;  // a forward-only model (eval) takes no gradient buffers
   const int64_t Nb = bwd ? N : 0, Nrb = bwd ? Nr : 0;
   dxf_ = act(Nb, C), dres_ = act(Nrb, C), dxn_ = act(Nb, C), dh_ = act(Nb, F), dgate_ = act(Nb, F);
   dup_ = act(Nb, F), datt_ = act(Nb, NH * HS), dq_ = act(Nb, NH * HS), dk_ = act(Nb, NKV * HS);
@@ -56,8 +57,11 @@ void Model<B>::take_all(Arena& a) {
   full_ = act(N, C), rows_ = act(rs_ ? Nr : 0, C);  // rows_: the row-split scratch (reduce_scatter)
   const int64_t dev_tokens = B::kHostMemory ? 0 : N;
   tok_ = a.take<int32_t>({dev_tokens}), tgt_ = a.take<int32_t>({dev_tokens});
+  const size_t at_ring = a.bytes();
   ring_.take_buffers(a, bwd);
+  const size_t at_head = a.bytes();
   lm_.take_buffers(a, chunk_, tp_.V);
+  parts_ = {at_ring, at_head - at_ring, a.bytes() - at_head};
 }
 
 template <class B>
@@ -66,11 +70,13 @@ size_t Model<B>::arena_bytes(int64_t Bn, int64_t T) {
   shape(Bn, T);
   Arena count;
   take_all(count);
+  const ArenaParts counted = parts_;
   if (keep_T > 0) shape(keep_B, keep_T);
   if (keep_T > 0 && mem_) {  // the counting pass replaced the views: bind them again
     Arena bound(mem_.get(), held_);
     take_all(bound);
   }
+  parts_ = counted;
   return count.bytes();
 }
 
@@ -83,7 +89,7 @@ size_t Model<B>::op_scratch_bytes(int64_t batch, int64_t T) const {
   ScratchShape s;
   s.keys = keys, s.NH = tp_.NH, s.HS = m_.head_size();
   s.rows = batch * (T / sp), s.C = m_.d_model, s.V = tp_.V;
-  return be_.op_scratch_bytes(s);
+  return B::op_scratch_bytes(s);
 }
 
 template <class B>
@@ -236,6 +242,17 @@ LossSum Model<B>::forward(const int32_t* tokens, const int32_t* targets, const R
 template class Model<Cpu>;
 #if defined(LONGCTX_CUDA)
 template class Model<Cuda>;
+#endif
+
+// The memory plan's probes (backend/counting.h): the counting members only.
+#define LONGCTX_COUNTING_MODEL(B)                                                                           \
+  template Model<Counting<B>>::Model(const Counting<B>&, const ModelConfig&, const ParamLayout&,            \
+                                     Counting<B>::Param*, float*, const ModelParallel&);                    \
+  template size_t Model<Counting<B>>::arena_bytes(int64_t, int64_t);                                        \
+  template size_t Model<Counting<B>>::op_scratch_bytes(int64_t, int64_t) const;
+LONGCTX_COUNTING_MODEL(Cpu)
+#if defined(LONGCTX_CUDA)
+LONGCTX_COUNTING_MODEL(Cuda)
 #endif
 
 }  // namespace longctx

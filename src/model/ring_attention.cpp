@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "longctx/common.h"
+#include "longctx/backend/counting.h"
 #include "longctx/backend/cpu.h"
 #include "longctx/backend/cuda.h"
 #include "longctx/ops.h"
@@ -185,6 +186,16 @@ void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, 
 template class RingAttention<Cpu>;
 #if defined(LONGCTX_CUDA)
 template class RingAttention<Cuda>;
+#endif
+
+// The memory plan's probes (backend/counting.h): shapes and buffers only.
+#define LONGCTX_COUNTING_RING(B)                                                                   \
+  template RingAttention<Counting<B>>::RingAttention(const Counting<B>&, const Comm*, bool);       \
+  template void RingAttention<Counting<B>>::configure(int64_t, int64_t, int64_t, int64_t, int64_t); \
+  template void RingAttention<Counting<B>>::take_buffers(Arena&, bool);
+LONGCTX_COUNTING_RING(Cpu)
+#if defined(LONGCTX_CUDA)
+LONGCTX_COUNTING_RING(Cuda)
 #endif
 
 }  // namespace longctx

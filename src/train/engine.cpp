@@ -13,18 +13,9 @@
 #include "longctx/memory.h"
 #include "longctx/model.h"
 #include "longctx/optim.h"
+#include "longctx/plan.h"
 
 namespace longctx {
-
-StateBytes state_bytes(const ParamLayout& layout, int64_t shards, int64_t shard_n, size_t param_size,
-                       bool with_grads) {
-  const size_t flat = size_t(shards * shard_n);
-  StateBytes b;
-  b.params = Arena::round_up(flat * param_size);
-  b.grads = with_grads ? Arena::round_up(flat * sizeof(float)) : 0;
-  b.optimizer = with_grads ? 4 * Arena::round_up(size_t(shard_n) * sizeof(float)) : 0;
-  return b;
-}
 
 namespace {
 
@@ -57,9 +48,11 @@ class Engine final : public StepEngine {
     if (c_.kv)
       for (const auto& t : layout_.tensors)
         if (t.name.ends_with("/wk") || t.name.ends_with("/wv")) kv_blocks_.push_back({t.offset, t.numel});
-    plan_memory();
+    const size_t planned = plan_memory();
     Arena count;
     take_state(count);
+    CHECK(count.bytes() == planned, "the memory plan counted {} bytes of state, the engine takes {}", planned,
+          count.bytes());
     state_ = be_.alloc(count.bytes());
     Arena bound(state_.get(), count.bytes());
     take_state(bound);
@@ -196,28 +189,19 @@ class Engine final : public StepEngine {
     return h;
   }
   void take_state(Arena& a) {
-    const int64_t flat = g_.dpsp().size() * shard_n_;
-    params_ = a.take<Param>({flat}), grads_ = a.take<float>({flat});
-    master_ = a.take<float>({shard_n_}), m_ = a.take<float>({shard_n_});
-    v_ = a.take<float>({shard_n_}), gshard_ = a.take<float>({shard_n_});
-    span_ss_ = a.take<double>({int64_t(spans_.size())});
+    const StateViews<Param> s = longctx::take_state<Param>(a, g_.dpsp().size() * shard_n_, shard_n_, int64_t(spans_.size()));
+    params_ = s.params, grads_ = s.grads, master_ = s.master, m_ = s.m, v_ = s.v, gshard_ = s.gshard;
+    span_ss_ = s.span_ss;
   }
-  // Refuses, on every rank, a run whose state and largest stage do not fit (memory.h).
-  void plan_memory() {
-    Model<B> probe(be_, cfg_.model, layout_, nullptr, nullptr, parallel());
-    std::vector<size_t> bytes;
-    std::vector<std::string> names;
-    size_t arena = 0, scratch = 0;  // neither shrinks: a stage holds the largest of those before it
-    for (size_t i = 0; i < cfg_.stages.size(); ++i) {
-      const StageConfig& s = cfg_.stages[i];
-      arena = std::max(arena, probe.arena_bytes(s.micro_batch, s.seq_len));
-      scratch = std::max(scratch, probe.op_scratch_bytes(s.micro_batch, s.seq_len));
-      bytes.push_back(arena + scratch);
-      names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", i + 1, s.seq_len, s.micro_batch));
-    }
+  // Refuses, on every rank, a run whose state and largest stage do not fit (memory.h), counted for
+  // this rank as `longctx plan` counts it (plan.h); returns the state arena's bytes.
+  size_t plan_memory() {
+    const Grid& grid = g_.grid();
+    const RankNeed need = count_rank(B::kHostMemory ? PlanBackend::cpu : PlanBackend::cuda, cfg_, grid.tp_rank,
+                                     grid.sp_rank, g_.dpsp().rank());
     const MemoryPool pool = B::kHostMemory ? host_pool(g_) : MemoryPool{&g_.gpu_peers(), "GPU", g_.device().gpu};
-    check_memory_fits(g_, pool, state_bytes(layout_, g_.dpsp().size(), shard_n_, sizeof(Param), true), bytes, names,
-                      "train");
+    check_memory_fits(g_, pool, need.state, need.peaks, stage_names(cfg_), "train");
+    return need.state.total();
   }
   // The parameters from the master shards: an fp32 backend gathers them; a bf16 one casts its
   // shard into its own block of the parameters, then gathers the blocks in place.

@@ -132,18 +132,30 @@ void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const Sta
                    double(state.params), double(state.grads), double(state.optimizer),
                    k > 0 ? double(stage_bytes[k - 1]) : 0.0};
   g.all().all_reduce_max(fig, 7);
-  const int ranks = int(fig[2]);
   const std::string from = gpu ? (std::getenv("LONGCTX_GPU_MEMORY") ? "LONGCTX_GPU_MEMORY" : "the GPU's free memory")
                                : std::getenv("LONGCTX_MEMORY") ? "LONGCTX_MEMORY" : "MemAvailable or the cgroup limit";
-  const std::string part = k == 0 ? "the parameters, gradients and optimizer state" : "activations of " + stage_names[k - 1];
-  const char* hint = k == 0 ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
-                              "state is sharded over them), or use more nodes"
-                            : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
-                              "model.recompute = true, lower micro_batch, or use more nodes";
-  CHECK_ALIKE(false, hint, "{}: {} do not fit: the {} rank{} of a {} need {} but {} is available ({}); per rank "
-              "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
-              ranks == 1 ? "" : "s", pool.name, format_bytes(fig[0]), format_bytes(fig[1]), from, format_bytes(fig[3]),
-              format_bytes(fig[4]), format_bytes(fig[5]), k > 0 ? ", activations " + format_bytes(fig[6]) : std::string());
+  const MemoryRefusal r = memory_refusal(what, pool.name, k == 0 ? "" : stage_names[k - 1], fig[0], fig[1], int(fig[2]),
+                                         from, StateBytes{size_t(fig[3]), size_t(fig[4]), size_t(fig[5])}, fig[6]);
+  CHECK_ALIKE(false, r.hint, "{}", r.message);
+}
+
+MemoryRefusal memory_refusal(const char* what, const char* pool_name, const std::string& stage, double need,
+                             double avail, int ranks, const std::string& from, const StateBytes& largest,
+                             double activations) {
+  const bool state_only = stage.empty();
+  const std::string part = state_only ? "the parameters, gradients and optimizer state" : "activations of " + stage;
+  MemoryRefusal r;
+  r.hint = state_only ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
+                        "state is sharded over them), or use more nodes"
+                      : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
+                        "model.recompute = true, lower micro_batch, or use more nodes";
+  r.message = fmt::format("{}: {} do not fit: the {} rank{} of a {} need {} but {} is available ({}); per rank "
+                          "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
+                          ranks == 1 ? "" : "s", pool_name, format_bytes(need), format_bytes(avail), from,
+                          format_bytes(double(largest.params)), format_bytes(double(largest.grads)),
+                          format_bytes(double(largest.optimizer)),
+                          state_only ? std::string() : ", activations " + format_bytes(activations));
+  return r;
 }
 
 }  // namespace longctx

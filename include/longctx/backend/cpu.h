@@ -48,7 +48,7 @@ struct Cpu {
   // Working space the ops keep outside any arena (the CPU attention's per-thread sums), counted by
   // the memory plan; reserve_scratch takes it before a stage's first step (here the ops keep
   // their own thread_local buffers: nothing to take).
-  size_t op_scratch_bytes(const ScratchShape& s) const { return cpu::attention_scratch_bytes(s.keys, s.HS); }
+  static size_t op_scratch_bytes(const ScratchShape& s) { return cpu::attention_scratch_bytes(s.keys, s.HS); }
   void reserve_scratch(size_t /*bytes*/) const {}
 
   Stream compute() const { return {}; }

@@ -57,7 +57,8 @@ class Cuda {
   using Memory = std::unique_ptr<void, Free>;
   Memory alloc(size_t bytes) const;  // zeroed, 256-byte aligned (cudaMalloc), null for 0 bytes
 
-  size_t op_scratch_bytes(const ScratchShape& s) const;
+  // A function of the shapes alone (no device touched): the memory plan counts it for any rank.
+  static size_t op_scratch_bytes(const ScratchShape& s);
   void reserve_scratch(size_t bytes) const;  // grows the working space (at a stage's start)
 
   Stream compute() const { return {stream_}; }

@@ -60,6 +60,10 @@ void embedding_fwd(uint16_t* out, const int32_t* tok, const uint16_t* table, int
 // workspace: 4·N int32 (keys and values, twice) plus cub's scratch for (N, V), 256-byte aligned
 // pieces; embedding_bwd_workspace_bytes(N, V) says how many bytes (depends on N and V only).
 size_t embedding_bwd_workspace_bytes(int64_t N, int64_t V);
+// An upper bound of embedding_bwd_workspace_bytes(N, V) computed without a device (cub's size
+// query needs one): what the memory plan reserves, so that a node without a GPU plans as one with
+// it (longctx plan). Checked against the real query on the GPU ([gpu] test).
+size_t embedding_bwd_workspace_bound(int64_t N, int64_t V);
 void embedding_bwd(float* dtable, const uint16_t* dout, const int32_t* tok, int64_t N, int64_t C,
                    int64_t v0, int64_t V, void* workspace, size_t workspace_bytes,
                    void* stream = nullptr);

@@ -118,9 +118,9 @@ Cuda::Memory Cuda::alloc(size_t bytes) const {
   return Memory(p);
 }
 
-size_t Cuda::op_scratch_bytes(const ScratchShape& s) const {
+size_t Cuda::op_scratch_bytes(const ScratchShape& s) {
   const size_t merge = merge_bytes(s);
-  const size_t emb = Arena::round_up(gpu::embedding_bwd_workspace_bytes(std::max<int64_t>(s.rows, 1),
+  const size_t emb = Arena::round_up(gpu::embedding_bwd_workspace_bound(std::max<int64_t>(s.rows, 1),
                                                                         std::max<int64_t>(s.V, 1)));
   const size_t norm = Arena::round_up(gpu::rmsnorm_bwd_workspace_bytes(std::max<int64_t>(s.rows, 1),
                                                                        std::max<int64_t>(s.C, 1)));
