@@ -9,7 +9,7 @@ file and shards) it:
   2. runs `longctx import-hf DIR -o CKPT.h5`, then `longctx forward CKPT.h5 --tokens T.bin --out L.bin`
      (longctx's fp32 CPU forward: per-token losses of a random token sequence);
   3. computes the same per-token losses with transformers in fp32 from the same bf16 weights
-     (eager attention) and compares them (max |difference| <= --atol);
+     and compares them (max |difference| <= --atol);
   4. runs `longctx export-hf CKPT.h5 -o OUT`, loads OUT with LlamaForCausalLM.from_pretrained and
      checks every weight bit for bit against the original and the config's values.
 Exit status 0 when every case passes. Usage: python3 tools/hf_check.py [--longctx build/longctx]
@@ -23,7 +23,11 @@ import sys
 import tempfile
 
 import torch
+import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
+
+THETA = 250000.0
+V5 = int(transformers.__version__.split(".")[0]) >= 5
 
 
 def run(cmd):
@@ -41,10 +45,10 @@ def hf_losses(model, tokens):
 
 def case(args, tmp, name, tied, shard):
     torch.manual_seed(args.seed)
+    rope = {"rope_parameters": {"rope_type": "default", "rope_theta": THETA}} if V5 else {"rope_theta": THETA}
     cfg = LlamaConfig(vocab_size=384, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
-                      rope_theta=250000.0, max_position_embeddings=512, tie_word_embeddings=tied,
-                      hidden_act="silu", attn_implementation="eager")
+                      max_position_embeddings=512, tie_word_embeddings=tied, hidden_act="silu", **rope)
     model = LlamaForCausalLM(cfg)
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -73,12 +77,13 @@ def case(args, tmp, name, tied, shard):
 
     dst = os.path.join(tmp, name + "-export")
     run([args.longctx, "export-hf", ckpt, "-o", dst, "--shard-size", "300KB" if sharded else "5GB"])
-    back = LlamaForCausalLM.from_pretrained(dst, dtype=torch.bfloat16)  # transformers >= 4.56 (else torch_dtype=)
+    back = LlamaForCausalLM.from_pretrained(dst, **({"dtype": torch.bfloat16} if V5 else {"torch_dtype": torch.bfloat16}))
     got = back.state_dict()
     same = all(torch.equal(orig[k].view(torch.int16), got[k].view(torch.int16)) for k in orig)
     conf = json.load(open(os.path.join(dst, "config.json")))
-    theta = getattr(back.config, "rope_theta", None) or back.config.rope_parameters["rope_theta"]
-    same = same and theta == 250000.0
+    rp = getattr(back.config, "rope_parameters", None)
+    theta = rp["rope_theta"] if rp else back.config.rope_theta
+    same = same and theta == THETA
     same = same and conf["num_key_value_heads"] == 2 and conf["tie_word_embeddings"] == tied
     print(f"{name}: tied={tied} sharded={sharded} | mean loss longctx {mean_ours:.6f} transformers {mean_theirs:.6f} "
           f"| max |per-token diff| {diff:.2e} (atol {args.atol:g}) | export reloads bit-exact: {same} | "
