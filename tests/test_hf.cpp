@@ -267,6 +267,9 @@ TEST_CASE("import-hf: config.json of transformers 4 and 5; refusals by name", "[
       {R"(,"num_key_value_heads":3)", "num_key_value_heads = 3 must divide num_attention_heads = 4"},
       {R"(,"max_position_embeddings":1)", "max_position_embeddings = 1 must be in"},
       {R"(,"rope_theta":"big")", "rope_theta must be a number, not string"},
+      {R"(,"rope_theta":-1.0)", "rope_theta = -1 must be > 0"},
+      {R"(,"rms_norm_eps":0)", "rms_norm_eps = 0 must be > 0"},
+      {R"(,"rope_scaling":{"factor":8.0})", "rope_scaling has no rope_type"},
   };
   for (const auto& [extra, message] : cases) {
     INFO(extra);
@@ -278,6 +281,16 @@ TEST_CASE("import-hf: config.json of transformers 4 and 5; refusals by name", "[
              Contains("architectures = [\"MistralForCausalLM\"] is not supported"));
   CHECK_THAT(test::error_of([] { read_hf_config(json::parse(R"({"model_type":"llama","hidden_size":64})", "c"), "c"); }),
              Contains("c: no vocab_size"));
+  auto bare = [](const std::string& body) {
+    return test::error_of([&] { read_hf_config(json::parse("{\"model_type\":\"llama\",\"vocab_size\":100,\"intermediate_size\":96,\"num_hidden_layers\":2," + body + "}", "c"), "c"); });
+  };
+  CHECK_THAT(bare(R"("hidden_size":64,"num_attention_heads":5)"), Contains("num_attention_heads = 5 must divide hidden_size = 64"));
+  CHECK_THAT(bare(R"("hidden_size":60,"num_attention_heads":20)"), Contains("head size hidden_size / num_attention_heads = 3 must be even"));
+  CHECK_THAT(bare(R"("hidden_size":0,"num_attention_heads":4)"), Contains("hidden_size = 0 must be positive"));
+  CHECK_THAT(test::error_of([] { read_hf_config(json::parse(R"({"hidden_size":64})", "c"), "c"); }),
+             Contains("neither architectures nor model_type"));
+  CHECK_THAT(test::error_of([] { read_hf_config(json::parse(R"({"model_type":"mistral"})", "c"), "c"); }),
+             Contains("model_type \"mistral\" is not supported"));
 }
 
 TEST_CASE("import-hf: bad models are refused with their message and nothing written", "[hf]") {
@@ -368,6 +381,13 @@ TEST_CASE("export-hf: refusals; --force replaces only what export writes", "[hf]
   CHECK_THAT(test::error_of([&] { export_hf(in.dir + "/none.h5", in.dir + "/o2", {}); }), Contains("does not exist"));
   CHECK_THAT(test::error_of([&] { export_hf(in.dir + "/config.json", in.dir + "/o2", {}); }), Contains("is not an HDF5 file"));
   CHECK_FALSE(fs::exists(in.dir + "/o2"));
+  std::ofstream(in.dir + "/afile") << "x";
+  CHECK_THAT(test::error_of([&] { export_hf(in.dir + "/c.h5", in.dir + "/afile", {}); }), Contains("exists and is not a directory"));
+  ExportOptions zero;
+  zero.shard_bytes = 0;
+  CHECK_THAT(test::error_of([&] { export_hf(in.dir + "/c.h5", in.dir + "/o3", zero); }), Contains("the shard size must be positive"));
+  CHECK_THAT(test::error_of([&] { import_hf(in.dir + "/no-such-dir", in.dir + "/x.h5"); }), Contains("model directory " + in.dir + "/no-such-dir does not exist"));
+  CHECK_THAT(test::error_of([&] { checkpoint_token_losses(in.dir + "/c.h5", {5}, 0); }), Contains("1 token(s): nothing to predict"));
   CHECK(parse_byte_size("5GB") == 5'000'000'000);
   CHECK(parse_byte_size("2MiB") == 2 << 20);
   CHECK(parse_byte_size("123") == 123);
@@ -412,6 +432,15 @@ TEST_CASE("import-hf, then train one step from it, eval it, run it forward", "[e
   std::ofstream(in.dir + "/t.bin", std::ios::binary).write(reinterpret_cast<const char*>(toks.data()), 32);
   CHECK(run_command(std::string(kBin) + " forward " + ckpt + " --tokens " + in.dir + "/t.bin", &out) != 0);
   CHECK(contains(out, "token 264 is outside the vocabulary (vocab_size 264)"));
+  std::ofstream(in.dir + "/odd.bin", std::ios::binary) << "abcde";
+  CHECK(run_command(std::string(kBin) + " forward " + ckpt + " --tokens " + in.dir + "/odd.bin", &out) != 0);
+  CHECK(contains(out, "has 5 bytes, not a whole number of int32 tokens"));
+  CHECK(run_command(std::string(kBin) + " forward " + ckpt + " --tokens " + in.dir + "/t.bin --rope-theta -5", &out) != 0);
+  CHECK(contains(out, "--rope-theta '-5' is not a positive number"));
+  CHECK(run_command(std::string(kBin) + " forward " + ckpt + " --tokens", &out) != 0);
+  CHECK(contains(out, "forward: --tokens needs a value"));
+  CHECK(run_command(std::string(kBin) + " import-hf " + in.dir + " -o x.h5 --bogus", &out) != 0);
+  CHECK(contains(out, "import-hf: unexpected argument '--bogus'"));
   // the command line: refusals print their message and fail
   CHECK(run_command(std::string(kBin) + " import-hf " + in.dir, &out) != 0);
   CHECK(contains(out, "import-hf: need one model directory and -o OUT.h5"));

@@ -134,6 +134,7 @@ TEST_CASE("safetensors: malformed files are refused, naming the file, tensor and
       {hdr(ok + R"(,"v":{"dtype":"F32","shape":[1],"data_offsets":[12,16]})"), 16, -1, "4 unclaimed bytes in the data section before tensor 'v'"},
       {hdr(ok + R"(,"__metadata__":{"format":1})"), 8, -1, "__metadata__ entry 'format' must be a string"},
       {hdr(ok + R"(,"w":{})"), 8, -1, "duplicate key \"w\""},
+      {hdr(R"("w":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,8]})"), 8, -1, "shape too large"},
   };
   for (const Case& c : cases) {
     INFO("header: " << c.header);
@@ -146,6 +147,10 @@ TEST_CASE("safetensors: malformed files are refused, naming the file, tensor and
   { std::ofstream(dir + "/short.safetensors") << "abc"; }
   CHECK_THAT(open_error(dir + "/short.safetensors"), Contains("too short for the 8-byte header length"));
   CHECK_THAT(open_error(dir + "/none.safetensors"), Contains("does not exist"));
+  // A header length over the 100 MiB limit (a sparse file of that size, so the length fits in it).
+  const std::string big = raw_file(dir, hdr(ok), 8, (int64_t(100) << 20) + 8);
+  fs::resize_file(big, (uint64_t(100) << 20) + 64);
+  CHECK_THAT(open_error(big), Contains("header length 104857608 exceeds the 104857600-byte limit"));
 }
 
 TEST_CASE("safetensors: sharded model directories through the index", "[safetensors]") {
