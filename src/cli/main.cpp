@@ -12,6 +12,7 @@
 #include "longctx/common.h"
 #include "longctx/data.h"
 #include "longctx/eval.h"
+#include "longctx/hf.h"
 #include "longctx/job.h"
 #include "longctx/log.h"
 #include "longctx/memory.h"
@@ -50,6 +51,19 @@ static const Usage kUsages[] = {
       reads attributes only). h5dump -H shows the whole tree.)"},
     {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5
       Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".)"},
+    // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
+    {"import-hf", R"(  longctx import-hf MODEL_DIR -o OUT.h5
+      Convert a Hugging Face LlamaForCausalLM directory (config.json, model.safetensors or sharded
+      with model.safetensors.index.json; BF16, F16 or F32) into a checkpoint for checkpoint.init_from
+      and eval: the model, rope_theta and max_position_embeddings as its stage. Nothing is written
+      unless every check passes.)"},
+    {"export-hf", R"(  longctx export-hf CHECKPOINT.h5 -o OUT_DIR [--shard-size 5GB] [--force]
+      Write a checkpoint as a Hugging Face directory: config.json and bf16 safetensors (shards of at
+      most --shard-size with model.safetensors.index.json when larger). A non-empty OUT_DIR is refused
+      unless --force (which replaces only config.json and model*.safetensors files).)"},
+    {"forward", R"(  longctx forward CHECKPOINT.h5 --tokens TOKENS.bin [--out LOSSES.bin] [--rope-theta X]
+      Per-token losses of a checkpoint on one sequence (little-endian int32 tokens) on the CPU: prints
+      the mean as a JSON line, --out writes the N-1 losses as float32 (tools/hf_check.py uses it).)"},
     {"help", R"(  longctx help [COMMAND] | --help | --version
       This text, or one command's (also: longctx COMMAND --help).)"},
 };
@@ -209,6 +223,10 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     }
     return 0;
   }
+  // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
+  if (cmd == "import-hf") return import_hf_main(args, rank);
+  if (cmd == "export-hf") return export_hf_main(args, rank);
+  if (cmd == "forward") return forward_main(args, rank);
   print_usage("", rank, stderr);
   CHECK_ARG(false, "longctx --help lists the commands", "unknown command '{}'", cmd);
   return 2;
