@@ -210,6 +210,7 @@ class Engine final : public StepEngine {
     size_t arena = 0, scratch = 0;  // neither shrinks: a stage holds the largest of those before it
     for (size_t i = 0; i < cfg_.stages.size(); ++i) {
       const StageConfig& s = cfg_.stages[i];
+      if (!same_grid(cfg_.stage_layout(i), cfg_.parallel)) continue;  // another job's (check_one_layout)
       arena = std::max(arena, probe.arena_bytes(s.micro_batch, s.seq_len));
       scratch = std::max(scratch, probe.op_scratch_bytes(s.micro_batch, s.seq_len));
       bytes.push_back(arena + scratch);

@@ -1,0 +1,76 @@
+# common.sh — what the job scripts share (sourced, after they have found LONGCTX_HOME):
+# the thread count from the allocation, the launcher (srun --mpi=pmix or mpirun), the banner,
+# and what an interrupted run (exit status 75) does at the end of the job.
+#   LONGCTX_LAUNCHER=srun|mpirun  force a launcher (default: srun with pmix under Slurm, else mpirun)
+#   LONGCTX_MPIRUN_ARGS="..."     mpirun options; default (Open MPI) "-x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS",
+#                                 which passes the thread count to other nodes (MPICH, Intel MPI: "-genvall")
+#   LONGCTX_REQUEUE=0             do not requeue a Slurm job whose run was interrupted (default 1)
+
+LONGCTX_BIN="$LONGCTX_HOME/build/longctx"
+
+# Threads per rank: the allocation's CPUs per task (Slurm --cpus-per-task, PBS ompthreads/NCPUS),
+# handed to longctx as OMP_NUM_THREADS and as --set run.threads (which would otherwise win).
+longctx_threads() {
+  local n=${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-${NCPUS:-1}}}
+  export OMP_NUM_THREADS=$n
+  export OPENBLAS_NUM_THREADS=$n
+  LONGCTX_THREADS=$n
+}
+
+# The deck's [parallel] dp, tp, sp as written in the file (before --set), for the banner.
+longctx_grid() {
+  awk -F'[ =#]+' '/^\[/{sec=$0} sec=="[parallel]" && ($1=="dp"||$1=="tp"||$1=="sp"){v[$1]=$2}
+       END{printf "%s×%s×%s", v["dp"]?v["dp"]:1, v["tp"]?v["tp"]:1, v["sp"]?v["sp"]:1}' "$1"
+}
+
+longctx_banner() {  # what, deck, ranks
+  local rev
+  rev=$(git -C "$LONGCTX_HOME" rev-parse HEAD 2>/dev/null || echo "unknown (not a git checkout)")
+  git -C "$LONGCTX_HOME" diff --quiet HEAD 2>/dev/null || rev="$rev (with uncommitted changes)"
+  echo "longctx: $1 of $2 | job ${SLURM_JOB_ID:-${PBS_JOBID:-none}} on $(hostname)"
+  echo "longctx: grid: $3 ranks = ${LONGCTX_NODES:-1} node(s) × ${LONGCTX_PER_NODE:-?} per node × $LONGCTX_THREADS thread(s);" \
+       "deck [parallel] dp×tp×sp = $(longctx_grid "$2") | GPUs: ${CUDA_VISIBLE_DEVICES:-none visible}"
+  echo "longctx: $LONGCTX_BIN, revision $rev"
+}
+
+# Runs build/longctx "$@" on the job's ranks; returns its status.
+longctx_launch() {
+  local ranks=$1
+  shift
+  local how=${LONGCTX_LAUNCHER:-}
+  if [ -z "$how" ]; then
+    if [ -n "${SLURM_JOB_ID:-}" ] && srun --mpi=list 2>&1 | grep -qw pmix; then how=srun
+    elif [ -n "${SLURM_JOB_ID:-}" ]; then
+      how=mpirun
+      echo "longctx: this Slurm's srun has no pmix plugin (srun --mpi=list): launching with mpirun instead"
+    else how=mpirun
+    fi
+  fi
+  if [ "$how" = srun ]; then
+    echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ($ranks ranks)"
+    srun --mpi=pmix --kill-on-bad-exit=1 "$LONGCTX_BIN" "$@"
+  else
+    local hosts=()
+    [ -n "${PBS_NODEFILE:-}" ] && hosts=(--hostfile "$PBS_NODEFILE")
+    echo "longctx: launcher: mpirun -np $ranks ${hosts[*]} ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS}"
+    # shellcheck disable=SC2086
+    mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
+      "$LONGCTX_BIN" "$@"
+  fi
+}
+
+# After the run: status 75 is an interrupted run (SIGTERM/SIGUSR1) that left a checkpoint. A Slurm
+# job requeues itself then (its next start resumes; afterok dependants keep waiting for it).
+longctx_finish() {
+  local rc=$1
+  if [ "$rc" -eq 75 ]; then
+    echo "longctx: interrupted (status 75): the checkpoint is written; the same job with --resume continues it"
+    if [ -n "${SLURM_JOB_ID:-}" ] && [ "${LONGCTX_REQUEUE:-1}" = 1 ]; then
+      echo "longctx: requeueing job $SLURM_JOB_ID (LONGCTX_REQUEUE=0 to leave it ended)"
+      scontrol requeue "$SLURM_JOB_ID" || echo "longctx: requeue refused: resubmit this job by hand"
+    fi
+  elif [ "$rc" -ne 0 ]; then
+    echo "longctx: failed with status $rc"
+  fi
+  return "$rc"
+}

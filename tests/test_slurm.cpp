@@ -1,0 +1,124 @@
+// test_slurm.cpp — the job scripts under a real (private, one-node) Slurm (slurm.h): the chain that
+// `longctx stages` writes runs stage 2 on its own layout from stage 1's checkpoint; a failed stage 1
+// keeps stage 2 from running (afterok); scancel --signal=TERM leaves the checkpoint of its step.
+// Tagged [slurm]: where Slurm is not installed, tests/main.cpp leaves them out and names them.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "catch.h"
+#include "slurm.h"
+#include "util.h"
+
+using namespace longctx::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string all_outputs(const std::string& dir) {  // every job log in dir, for messages
+  std::string s;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".out") s += "==> " + e.path().string() + "\n" + slurp(e.path().string());
+  return s;
+}
+
+// Writes the two-stage chain of a tiny deck into dir/jobs (stage 2 on dp = 2) and submits it;
+// returns the job ids.
+std::vector<std::string> submit_chain(const std::string& dir, const std::string& env = "") {
+  std::string out;
+  int rc = run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/jobs --scheduler slurm" +
+                           quick(dir) + " --set stage.2.dp=2 --time 00:10:00", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  REQUIRE(contains(out, "stage 2: seq_len 1024"));
+  REQUIRE(contains(out, "dp×tp×sp 2×1×1 = 2 rank(s) on 1 node(s) × 2 task(s) × 1 CPU(s), 0 GPU(s)"));
+  rc = run_command(env + " " + dir + "/jobs/submit.sh", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  std::vector<std::string> ids;
+  std::smatch m;
+  for (auto it = out.cbegin(); std::regex_search(it, out.cend(), m, std::regex("stage [12]: job ([0-9]+)"));
+       it = m.suffix().first)
+    ids.push_back(m[1]);
+  REQUIRE(ids.size() == 2);
+  return ids;
+}
+
+}  // namespace
+
+TEST_CASE("slurm: the stages chain runs; stage 2 resumes from stage 1's checkpoint on its own layout",
+          "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-chain")).string();
+  const auto ids = submit_chain(dir);
+  const std::string s1 = wait_job_end(ids[0], 90), s2 = wait_job_end(ids[1], 90);
+  INFO(all_outputs(dir + "/jobs"));
+  CHECK(s1 == "COMPLETED");
+  CHECK(s2 == "COMPLETED");
+  CHECK(fs::exists(dir + "/checkpoints/ckpt_0000003.h5"));
+  CHECK(fs::exists(dir + "/checkpoints/ckpt_0000005.h5"));
+  const std::string log1 = slurp(dir + "/jobs/tiny-s1-" + ids[0] + ".out");
+  const std::string log2 = slurp(dir + "/jobs/tiny-s2-" + ids[1] + ".out");
+  CHECK(contains(log1, "launcher: srun --mpi=pmix"));
+  CHECK(contains(log1, "revision "));
+  CHECK(contains(log1, "stage 1 complete: stopping as asked"));
+  CHECK(contains(log2, "resuming " + dir + " from " + dir + "/checkpoints/ckpt_0000003.h5"));
+  CHECK(contains(log2, "grid: 2 ranks"));
+  CHECK(contains(log2, "stage 2/2 step 2/2"));
+  CHECK(!contains(log2, "stage 1/2 step"));
+}
+
+TEST_CASE("slurm: a failed stage 1 keeps stage 2 from running (afterok)", "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-fail")).string();
+  const auto ids = submit_chain(dir, "LONGCTX_FAIL_AT=0:2");  // stage 1 fails at its step 2
+  const std::string s1 = wait_job_end(ids[0], 90), s2 = wait_job_end(ids[1], 30);
+  INFO(all_outputs(dir + "/jobs"));
+  CHECK(s1 == "FAILED");
+  CHECK(s2 == "CANCELLED");  // --kill-on-invalid-dep=yes
+  CHECK(job_field(ids[1], "Reason") == "DependencyNeverSatisfied");
+  CHECK(!fs::exists(dir + "/jobs/tiny-s2-" + ids[1] + ".out"));  // never started
+  CHECK(!fs::exists(dir + "/checkpoints/ckpt_0000005.h5"));
+}
+
+TEST_CASE("slurm: scancel --signal=TERM stops the job at a step with its checkpoint, status 75", "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-term")).string();
+  std::string out;
+  const int rc = run_command("sbatch --parsable --export=ALL,LONGCTX_REQUEUE=0 --output=" + dir +
+                                 "/job.out jobs/slurm_train.sbatch input/tiny.toml --set run.out_dir=" + dir +
+                                 " --set model.n_layers=1 --set run.log_every=1 --set stage.1.steps=1000",
+                             &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string id = out.substr(0, out.find_first_of(";\n"));
+  bool stepping = false;
+  for (int i = 0; i < 600 && !stepping && job_field(id, "JobState") != "FAILED"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stepping = contains(slurp(dir + "/job.out"), "1/1000 | loss");
+  }
+  INFO(slurp(dir + "/job.out"));
+  REQUIRE(stepping);
+  REQUIRE(run_command("scancel --signal=TERM " + id) == 0);
+  const std::string state = wait_job_end(id, 90);
+  const std::string log = slurp(dir + "/job.out");
+  INFO(log);
+  CHECK(state == "FAILED");
+  CHECK(job_field(id, "ExitCode") == "75:0");
+  CHECK(contains(log, "interrupted (status 75)"));
+  std::smatch m;
+  REQUIRE(std::regex_search(log, m, std::regex("SIGTERM received: stopped at the step boundary after global step "
+                                               "([0-9]+) .*checkpoint (\\S+) written")));
+  CHECK(std::string(m[2]) == dir + "/checkpoints/ckpt_" + fmt::format("{:07d}", std::stol(m[1])) + ".h5");
+  CHECK(fs::exists(std::string(m[2])));
+}
