@@ -122,3 +122,30 @@ TEST_CASE("slurm: scancel --signal=TERM stops the job at a step with its checkpo
   CHECK(std::string(m[2]) == dir + "/checkpoints/ckpt_" + fmt::format("{:07d}", std::stol(m[1])) + ".h5");
   CHECK(fs::exists(std::string(m[2])));
 }
+
+TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval job after it", "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-mpirun")).string();
+  std::string out;
+  // mpirun as root needs its flags; -x passes the thread count as the script's default would.
+  int rc = run_command("LONGCTX_LAUNCHER=mpirun LONGCTX_MPIRUN_ARGS='--allow-run-as-root --oversubscribe -x "
+                       "OMP_NUM_THREADS' sbatch --parsable --ntasks-per-node=2 --output=" + dir + "/train.out "
+                       "jobs/slurm_train.sbatch input/tiny.toml" + quick(dir) + " --set parallel.dp=2", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string id = out.substr(0, out.find_first_of(";\n"));
+  rc = run_command("sbatch --parsable --dependency=afterok:" + id + " --output=" + dir + "/eval.out "
+                   "jobs/slurm_eval.sbatch input/tiny.toml" + quick(dir) + " --lengths 256 --depths 0.5 --samples 1", &out);
+  REQUIRE(rc == 0);
+  const std::string eval_id = out.substr(0, out.find_first_of(";\n"));
+  const std::string s1 = wait_job_end(id, 90), s2 = wait_job_end(eval_id, 90);
+  const std::string train = slurp(dir + "/train.out"), eval = slurp(dir + "/eval.out");
+  INFO(train << "\n" << eval);
+  CHECK(s1 == "COMPLETED");
+  CHECK(s2 == "COMPLETED");
+  CHECK(contains(train, "launcher: mpirun -np 2"));
+  CHECK(contains(train, "deck [parallel] dp×tp×sp = 1×1×1"));  // as written in the file (before --set)
+  CHECK(contains(train, "stage 2/2 step 2/2"));
+  CHECK(contains(eval, "launcher: srun --mpi=pmix"));
+  CHECK(contains(eval, "needle-in-a-haystack: " + dir + "/checkpoints/ckpt_0000005.h5"));
+}
