@@ -17,19 +17,32 @@ longctx_threads() {
   LONGCTX_THREADS=$n
 }
 
-# The deck's [parallel] dp, tp, sp as written in the file (before --set), for the banner.
+# The job's dp×tp×sp for the banner: the deck's [parallel] with the command line's
+# --set parallel.dp/tp/sp=N applied (longctx itself checks it against the ranks).
 longctx_grid() {
-  awk -F'[ =#]+' '/^\[/{sec=$0} sec=="[parallel]" && ($1=="dp"||$1=="tp"||$1=="sp"){v[$1]=$2}
-       END{printf "%s×%s×%s", v["dp"]?v["dp"]:1, v["tp"]?v["tp"]:1, v["sp"]?v["sp"]:1}' "$1"
+  local deck=$1 a sets=""
+  shift
+  while [ $# -gt 0 ]; do
+    a=$1
+    shift
+    case $a in
+      --set) a="--set=${1:-}"; shift || true ;;
+    esac
+    case $a in --set=parallel.dp=* | --set=parallel.tp=* | --set=parallel.sp=*) sets="$sets ${a#--set=parallel.}" ;; esac
+  done
+  awk -F'[ =#]+' -v sets="$sets" '/^\[/{sec=$1} sec=="[parallel]" && ($1=="dp"||$1=="tp"||$1=="sp"){v[$1]=$2}
+       END{n=split(sets, s, " "); for (i = 1; i <= n; i++) {split(s[i], kv, "="); v[kv[1]] = kv[2]}
+           printf "%s×%s×%s", v["dp"]?v["dp"]:1, v["tp"]?v["tp"]:1, v["sp"]?v["sp"]:1}' "$deck"
 }
 
-longctx_banner() {  # what, deck, ranks
-  local rev
+longctx_banner() {  # what, deck, ranks, the longctx options
+  local what=$1 deck=$2 ranks=$3 rev
+  shift 3
   rev=$(git -C "$LONGCTX_HOME" rev-parse HEAD 2>/dev/null || echo "unknown (not a git checkout)")
   git -C "$LONGCTX_HOME" diff --quiet HEAD 2>/dev/null || rev="$rev (with uncommitted changes)"
-  echo "longctx: $1 of $2 | job ${SLURM_JOB_ID:-${PBS_JOBID:-none}} on $(hostname)"
-  echo "longctx: grid: $3 ranks = ${LONGCTX_NODES:-1} node(s) × ${LONGCTX_PER_NODE:-?} per node × $LONGCTX_THREADS thread(s);" \
-       "deck [parallel] dp×tp×sp = $(longctx_grid "$2") | GPUs: ${CUDA_VISIBLE_DEVICES:-none visible}"
+  echo "longctx: $what of $deck | job ${SLURM_JOB_ID:-${PBS_JOBID:-none}} on $(hostname)"
+  echo "longctx: grid: $ranks ranks = ${LONGCTX_NODES:-1} node(s) × ${LONGCTX_PER_NODE:-?} per node × $LONGCTX_THREADS thread(s);" \
+       "dp×tp×sp = $(longctx_grid "$deck" "$@") | GPUs: ${CUDA_VISIBLE_DEVICES:-none visible}"
   echo "longctx: $LONGCTX_BIN, revision $rev"
 }
 

@@ -144,8 +144,70 @@ TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval
   CHECK(s1 == "COMPLETED");
   CHECK(s2 == "COMPLETED");
   CHECK(contains(train, "launcher: mpirun -np 2"));
-  CHECK(contains(train, "deck [parallel] dp×tp×sp = 1×1×1"));  // as written in the file (before --set)
+  CHECK(contains(train, "grid: 2 ranks = 1 node(s) × 2 per node × 1 thread(s); dp×tp×sp = 2×1×1"));  // with --set
   CHECK(contains(train, "stage 2/2 step 2/2"));
   CHECK(contains(eval, "launcher: srun --mpi=pmix"));
   CHECK(contains(eval, "needle-in-a-haystack: " + dir + "/checkpoints/ckpt_0000005.h5"));
+}
+
+TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next start resumes", "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-requeue")).string();
+  std::string out;
+  const int rc = run_command("sbatch --parsable --output=" + dir + "/job.out jobs/slurm_train.sbatch input/tiny.toml"
+                             " --set run.out_dir=" + dir + " --set model.n_layers=1 --set run.log_every=1"
+                             " --set stage.1.steps=40 --set stage.2.steps=1", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string id = out.substr(0, out.find_first_of(";\n"));
+  bool stepping = false;
+  for (int i = 0; i < 600 && !stepping; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    stepping = contains(slurp(dir + "/job.out"), " 1/40 | loss");
+  }
+  REQUIRE(stepping);
+  REQUIRE(run_command("scancel --signal=USR1 " + id) == 0);  // what --signal=USR1@120 sends
+  // The first start ends (status 75, requeued); the second resumes and finishes.
+  // Slurm holds a requeued job for a while (its BeginTime, about 3 minutes here): start it as soon
+  // as the node is idle again (before that, slurmd may still be ending the first start's step).
+  bool resumed = false, hurried = false;
+  std::string node;
+  for (int i = 0; i < 900 && !resumed; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string log = slurp(dir + "/job.out");
+    if (!hurried && contains(log, "requeueing job") && job_field(id, "JobState") == "PENDING" &&
+        run_command("sinfo -h -o %T", &node) == 0 && node == "idle\n") {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      hurried = run_command("scontrol update JobId=" + id + " StartTime=now") == 0;
+    }
+    resumed = contains(log, "stage 2/2 step 1/1");
+  }
+  CHECK(hurried);
+  const std::string state = wait_job_end(id, 60);
+  const std::string log = slurp(dir + "/job.out");
+  INFO(log);
+  CHECK(resumed);
+  CHECK(state == "COMPLETED");
+  CHECK(job_field(id, "Restarts") == "1");
+  std::smatch m;
+  REQUIRE(std::regex_search(log, m, std::regex("SIGUSR1 received: stopped at the step boundary after global step ([0-9]+)")));
+  CHECK(contains(log, "requeueing job " + id));
+  CHECK(contains(log, "from " + dir + "/checkpoints/ckpt_" + fmt::format("{:07d}", std::stol(m[1])) + ".h5"));
+}
+
+TEST_CASE("slurm: submit.sh refuses a stage no node can hold instead of leaving it pending", "[e2e][slurm]") {
+  local_slurm();
+  const std::string dir = fs::absolute(temp_dir("slurm-fits")).string();
+  std::string out;
+  const std::string stages = std::string(kBin) + " stages input/tiny.toml --scheduler slurm" + quick(dir);
+  REQUIRE(run_command(stages + " --out " + dir + "/cpus --cpus-per-rank 64", &out) == 0);
+  CHECK(run_command(dir + "/cpus/submit.sh", &out) != 0);
+  CHECK(contains(out, "stage 1 asks for 64 CPUs per node"));
+  CHECK(contains(out, "it would wait forever"));
+  REQUIRE(run_command(stages + " --out " + dir + "/gpus --gpus-per-node 1", &out) == 0);
+  CHECK(contains(slurp(dir + "/gpus/stage1.sbatch"), "#SBATCH --gpus-per-node=1\n"));
+  CHECK(run_command(dir + "/gpus/submit.sh", &out) != 0);
+  CHECK(contains(out, "no node here has GPUs"));
+  CHECK(run_command("squeue -h | wc -l", &out) == 0);
+  CHECK(out == "0\n");  // nothing was submitted
 }

@@ -183,6 +183,9 @@ TEST_CASE("stages: one deck and job per stage and a submit script; GPUs only for
   CHECK(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/y --scheduler slurm --set stage.2.dp=3"
                     " --ranks-per-node 2", &out) != 0);
   CHECK(contains(out, "3 ranks, not a multiple of --ranks-per-node 2"));
+  CHECK(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/z --scheduler slurm --cpus-per-rank 0",
+                    &out) != 0);
+  CHECK(contains(out, "--cpus-per-rank '0' is not a number >= 1"));
 }
 
 TEST_CASE("job scripts: bash syntax and directives (no PBS server is packaged for Debian)", "[e2e]") {
