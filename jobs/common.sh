@@ -46,6 +46,26 @@ longctx_banner() {  # what, deck, ranks, the longctx options
   echo "longctx: $LONGCTX_BIN, revision $rev"
 }
 
+# Runs the launcher command "$@" in the background and passes SIGUSR1 and SIGTERM that reach this
+# script on to it (srun and Open MPI's mpirun hand them to every rank): Slurm's --signal=B:USR1@120
+# signals only the batch shell, and ranks that mpirun started on the batch node are in no job step.
+# Returns the launcher's status once it has ended (a trapped signal interrupts `wait`: wait again).
+longctx_run() {
+  "$@" &
+  local pid=$! rc=0
+  # shellcheck disable=SC2064
+  trap "echo 'longctx: SIGUSR1: passing it on to the ranks'; kill -USR1 $pid 2>/dev/null" USR1
+  # shellcheck disable=SC2064
+  trap "echo 'longctx: SIGTERM: passing it on to the ranks'; kill -TERM $pid 2>/dev/null" TERM
+  while :; do
+    rc=0
+    wait "$pid" || rc=$?
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  trap - USR1 TERM
+  return "$rc"
+}
+
 # Runs build/longctx "$@" on the job's ranks; returns its status.
 longctx_launch() {
   local ranks=$1
@@ -61,13 +81,13 @@ longctx_launch() {
   fi
   if [ "$how" = srun ]; then
     echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ($ranks ranks)"
-    srun --mpi=pmix --kill-on-bad-exit=1 "$LONGCTX_BIN" "$@"
+    longctx_run srun --mpi=pmix --kill-on-bad-exit=1 "$LONGCTX_BIN" "$@"
   else
     local hosts=()
     [ -n "${PBS_NODEFILE:-}" ] && hosts=(--hostfile "$PBS_NODEFILE")
     echo "longctx: launcher: mpirun -np $ranks ${hosts[*]} ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS}"
     # shellcheck disable=SC2086
-    mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
+    longctx_run mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
       "$LONGCTX_BIN" "$@"
   fi
 }

@@ -166,17 +166,19 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
     stepping = contains(slurp(dir + "/job.out"), " 1/40 | loss");
   }
   REQUIRE(stepping);
-  REQUIRE(run_command("scancel --signal=USR1 " + id) == 0);  // what --signal=USR1@120 sends
+  REQUIRE(run_command("scancel --batch --signal=USR1 " + id) == 0);  // as --signal=B:USR1@120: the batch shell
   // The first start ends (status 75, requeued); the second resumes and finishes.
   // Slurm holds a requeued job for a while (its BeginTime, about 3 minutes here): start it as soon
-  // as the node is idle again (before that, slurmd may still be ending the first start's step).
+  // as the node is idle again and the first start's step has let go of its PMIx socket (a second
+  // start before that fails to bind it).
   bool resumed = false, hurried = false;
   std::string node;
   for (int i = 0; i < 900 && !resumed; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const std::string log = slurp(dir + "/job.out");
     if (!hurried && contains(log, "requeueing job") && job_field(id, "JobState") == "PENDING" &&
-        run_command("sinfo -h -o %T", &node) == 0 && node == "idle\n") {
+        run_command("sinfo -h -o %T", &node) == 0 && node == "idle\n" &&
+        !fs::exists(local_slurm() + "/spool/stepd.slurm.pmix." + id + ".0")) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       hurried = run_command("scontrol update JobId=" + id + " StartTime=now") == 0;
     }
@@ -191,6 +193,7 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
   CHECK(job_field(id, "Restarts") == "1");
   std::smatch m;
   REQUIRE(std::regex_search(log, m, std::regex("SIGUSR1 received: stopped at the step boundary after global step ([0-9]+)")));
+  CHECK(contains(log, "SIGUSR1: passing it on to the ranks"));
   CHECK(contains(log, "requeueing job " + id));
   CHECK(contains(log, "from " + dir + "/checkpoints/ckpt_" + fmt::format("{:07d}", std::stol(m[1])) + ".h5"));
 }

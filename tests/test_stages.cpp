@@ -156,7 +156,7 @@ TEST_CASE("stages: one deck and job per stage and a submit script; GPUs only for
     CHECK(contains(job, fmt::format("#SBATCH --nodes={}\n", nodes[i - 1])));
     CHECK(contains(job, "#SBATCH --ntasks-per-node=8\n"));
     CHECK(contains(job, "#SBATCH --gpus-per-node=8\n"));
-    CHECK(contains(job, "#SBATCH --signal=USR1@120\n"));
+    CHECK(contains(job, "#SBATCH --signal=B:USR1@120\n"));
     CHECK(contains(job, fmt::format("stage{}.toml\" --stop-after-stage {}", i, i)));
     const Config c = parse_deck(fmt::format("{}/slurm/stage{}.toml", dir, i));
     CHECK(c.parallel.sp == int64_t(nodes[i - 1]));  // 8 ranks per node = tp: sp = nodes
@@ -204,7 +204,7 @@ TEST_CASE("job scripts: bash syntax and directives (no PBS server is packaged fo
     CHECK(!contains(s, "#SBATCH --gpus"));
     CHECK(contains(s, "---- site setup"));
   }
-  CHECK(contains(slurp("jobs/slurm_train.sbatch"), "#SBATCH --signal=USR1@120"));
+  CHECK(contains(slurp("jobs/slurm_train.sbatch"), "#SBATCH --signal=B:USR1@120"));
   CHECK(contains(slurp("jobs/slurm_train.sbatch"), "#SBATCH --requeue"));
   for (const char* f : {"jobs/pbs_train.pbs", "jobs/pbs_eval.pbs"}) {
     const std::string s = slurp(f);

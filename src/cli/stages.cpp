@@ -74,7 +74,7 @@ std::string slurm_script(const Config& c, const Job& j, size_t i, const std::str
       name);
   if (j.gpus > 0) t += fmt::format("#SBATCH --gpus-per-node={}\n", j.gpus);
   t += fmt::format(
-      "#SBATCH --time={0}\n#SBATCH --signal=USR1@120\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
+      "#SBATCH --time={0}\n#SBATCH --signal=B:USR1@120\n#SBATCH --requeue\n#SBATCH --open-mode=append\n"
       "#SBATCH --output={1}/{2}-s{3}-%j.out\n"
       "export LONGCTX_HOME=${{LONGCTX_HOME:-{4}}}\n"
       "exec bash \"$LONGCTX_HOME/jobs/slurm_train.sbatch\" \"{1}/stage{3}.toml\" --stop-after-stage {3}\n",
