@@ -8,10 +8,11 @@
 
 LONGCTX_BIN="$LONGCTX_HOME/build/longctx"
 
-# Threads per rank: the allocation's CPUs per task (Slurm --cpus-per-task, PBS ompthreads/NCPUS),
+# Threads per rank: the allocation's CPUs per task (Slurm --cpus-per-task; PBS Pro sets OMP_NUM_THREADS
+# from ompthreads: give it in every chunk, as NCPUS is the chunk's total, not per rank),
 # handed to longctx as OMP_NUM_THREADS and as --set run.threads (which would otherwise win).
 longctx_threads() {
-  local n=${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-${NCPUS:-1}}}
+  local n=${SLURM_CPUS_PER_TASK:-${OMP_NUM_THREADS:-1}}
   export OMP_NUM_THREADS=$n
   export OPENBLAS_NUM_THREADS=$n
   LONGCTX_THREADS=$n

@@ -71,7 +71,7 @@ TEST_CASE("deck: a stage's layout is validated like [parallel]", "[deck]") {
 TEST_CASE("train refuses a job that would cross a stage's layout change", "[deck]") {
   const Config c = parse_deck_text(kTwo + "sp = 2\n", "s.toml");
   const std::string e = error_of([&] { check_one_layout(c, 0, 2); });
-  CHECK(contains(e, "stage 2 runs on dp×tp×sp = 1×1×2"));
+  CHECK(contains(e, "s.toml:12: stage 2 runs on dp×tp×sp = 1×1×2"));  // the line of stage 2's sp
   CHECK(contains(e, "[parallel] is 1×1×1"));
   CHECK(contains(error_of([&] {
                    try { check_one_layout(c, 0, 2); } catch (const Error& x) { throw Error(x.hint(), "", ""); }
@@ -136,7 +136,7 @@ TEST_CASE("train on a deck whose stages change the layout points at longctx stag
   const std::string dir = temp_dir("stages-refuse");
   std::string out;
   CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir) + " --set stage.2.sp=2", &out) != 0);
-  CHECK(contains(out, "stage 2 runs on dp×tp×sp = 1×1×2"));
+  CHECK(contains(out, "--set stage.2.sp=2: stage 2 runs on dp×tp×sp = 1×1×2"));
   CHECK(contains(out, "longctx stages input/tiny.toml --out DIR"));
   CHECK(!fs::exists(dir + "/checkpoints"));  // refused before any output
   CHECK(run_command(std::string(kBin) + " train input/tiny.toml" + quick(dir) + " --set stage.2.sp=2 --stop-after-stage 1",

@@ -153,6 +153,7 @@ struct StageConfig {
   // `longctx stages` runs such a stage (one batch job per layout); `train` refuses to cross a
   // layout change within one job.
   int64_t dp = 0, tp = 0, sp = 0;
+  std::string layout_at;  // where the deck sets them ("deck.toml:57", "--set stage.2.sp=4"), for messages
 };
 
 struct Config {

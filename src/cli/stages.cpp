@@ -90,14 +90,15 @@ std::string pbs_script(const Config& c, const Job& j, size_t i, const std::strin
       "#!/bin/bash\n"
       "# Stage {0} of {1}: seq_len {2}, rope_theta {3:g}, {4} steps; dp×tp×sp = {5}×{6}×{7} = {8} ranks.\n"
       "# Written by `longctx stages`: submit the chain with submit.sh.\n"
-      "# Torque instead of PBS Pro: #PBS -l nodes={9}:ppn={14}{15} (no select/mpiprocs/ompthreads).\n"
-      "#PBS -N {13}-s{0}\n#PBS -l select={9}:ncpus={14}:mpiprocs={10}:ompthreads={11}{16}\n"
-      "#PBS -l walltime={17}\n#PBS -j oe\n#PBS -o {18}/{13}-s{0}.out\n#PBS -r y\n"
-      "export LONGCTX_HOME=${{LONGCTX_HOME:-{19}}}\n"
-      "export DECK=\"{18}/stage{0}.toml\" ARGS=\"--stop-after-stage {0}\"\n"
+      "# Torque instead of PBS Pro: #PBS -l nodes={9}:ppn={10}{14} (no select/mpiprocs/ompthreads;\n"
+      "# ppn = ranks per node, as Torque's $PBS_NODEFILE lists one line per ppn slot; -v OMP_NUM_THREADS={11}).\n"
+      "#PBS -N {12}-s{0}\n#PBS -l select={9}:ncpus={13}:mpiprocs={10}:ompthreads={11}{15}\n"
+      "#PBS -l walltime={16}\n#PBS -j oe\n#PBS -o {17}/{12}-s{0}.out\n#PBS -r y\n"
+      "export LONGCTX_HOME=${{LONGCTX_HOME:-{18}}}\n"
+      "export DECK=\"{17}/stage{0}.toml\" ARGS=\"--stop-after-stage {0}\"\n"
       "exec bash \"$LONGCTX_HOME/jobs/pbs_train.pbs\"\n",
       i + 1, c.stages.size(), s.seq_len, s.rope_theta, s.steps, c.parallel.dp, c.parallel.tp, c.parallel.sp,
-      j.ranks, j.nodes, j.per_node, j.cpus, 0, name, j.per_node * j.cpus,
+      j.ranks, j.nodes, j.per_node, j.cpus, name, j.per_node * j.cpus,
       j.gpus ? fmt::format(":gpus={}", j.gpus) : "", gpu, time, out, home);
 }
 

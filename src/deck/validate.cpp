@@ -49,6 +49,12 @@ void check_consistency(Config& c, const Origins& org) {
   auto layout_key = [&](size_t i, const char* k, int64_t v) {
     return v > 0 ? fmt::format("stage[{}].{}", i + 1, k) : fmt::format("parallel.{}", k);
   };
+  for (size_t i = 0; i < c.stages.size(); i++) {
+    StageConfig& st = c.stages[i];
+    if (st.dp > 0 || st.tp > 0 || st.sp > 0)
+      st.layout_at = org.first({fmt::format("stage[{}].dp", i + 1), fmt::format("stage[{}].tp", i + 1),
+                                fmt::format("stage[{}].sp", i + 1)});
+  }
   for (size_t i = 0; i < c.stages.size(); i++)
     if (c.stages[i].tp > 0) {
       const std::string key = layout_key(i, "tp", c.stages[i].tp);
@@ -104,11 +110,11 @@ void check_one_layout(const Config& c, int64_t first, int64_t last) {
     const ParallelConfig q = c.stage_layout(size_t(i));
     CHECK_ALIKE(same_grid(q, c.parallel),
                 fmt::format("one job runs one layout: `longctx stages {} --out DIR --scheduler slurm|pbs` "
-                            "writes one deck and job script per stage (chained with afterok), or stop "
-                            "before it with --stop-after-stage {}", c.deck_path, i),
+                            "writes one deck and job script per stage (chained with afterok){}", c.deck_path,
+                            i > first ? fmt::format(", or stop before it with --stop-after-stage {}", i) : ""),
                 "{}: stage {} runs on dp×tp×sp = {}×{}×{} (its [[stage]] dp/tp/sp), but this job's layout "
                 "[parallel] is {}×{}×{}: train cannot change the layout between stages",
-                c.deck_path, i + 1, q.dp, q.tp, q.sp, c.parallel.dp, c.parallel.tp, c.parallel.sp);
+                c.stages[size_t(i)].layout_at.empty() ? c.deck_path : c.stages[size_t(i)].layout_at, i + 1, q.dp, q.tp, q.sp, c.parallel.dp, c.parallel.tp, c.parallel.sp);
   }
 }
 
