@@ -60,6 +60,8 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   CHECK_ALIKE(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
               "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
               opt_.stop_after_stage, cfg_.stages.size());
+  const int64_t n_stages = int64_t(cfg_.stages.size()), last = opt_.stop_after_stage > 0 ? opt_.stop_after_stage : n_stages;
+  if (!opt_.resume) check_one_layout(cfg_, 0, last);  // a new run starts at stage 1: refuse before any work
   // The inputs first (data, the memory plan, the checkpoint to start from), then the outputs: a run
   // refused for its input creates no directory; every output is proved writable before any step.
   data_ = open_data(cfg_);
@@ -74,9 +76,8 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   std::string from;
   load_start(from);
   {  // the stages this job runs must all have its layout (deck stages may set their own: `longctx stages`)
-    const int64_t n = int64_t(cfg_.stages.size());
-    const int64_t first = st_.stage + (st_.stage < n && st_.stage_step >= cfg_.stages[size_t(st_.stage)].steps);
-    check_one_layout(cfg_, first, opt_.stop_after_stage > 0 ? opt_.stop_after_stage : n);
+    const int64_t done = st_.stage < n_stages && st_.stage_step >= cfg_.stages[size_t(st_.stage)].steps;
+    check_one_layout(cfg_, st_.stage + done, last);
   }
   preflight_outputs(train_outputs(cfg_), groups_->mpi_all());
 
