@@ -183,7 +183,8 @@ export OMP_NUM_THREADS ?= 1
 export LONGCTX_MPIRUN := $(MPIRUN)
 
 # Single-rank unit tests, then the distributed ones on 8 ranks (every layout up to 2×2×2 against
-# one rank), then the end-to-end runs of the binary.
+# one rank), then the end-to-end runs of the binary (with the [slurm] ones: a private one-node
+# Slurm on localhost, skipped by name where Slurm is not installed).
 test: build/longctx build/longctx_tests
 	build/longctx_tests '~[mpi]' '~[e2e]'
 	@echo "$(MPIRUN) -np 8 build/longctx_tests '[mpi]'   (ranks 1-7 report to build/tmp/mpi-rank*.log)"

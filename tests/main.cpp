@@ -3,7 +3,8 @@
 //
 // Tests that cannot run here are left out before the run and reported by name, never counted as
 // passed (Catch2 v2 has no SKIP): the [gpu] tests where no GPU is usable (without CUDA they are not
-// compiled), the [h5dump] tests where h5dump is not on PATH. The line `skipped: N test cases tagged
+// compiled), the [h5dump] tests where h5dump is not on PATH, the [slurm] tests where Slurm and munge
+// are not installed. The line `skipped: N test cases tagged
 // [tag] (why): names` says so. A run that asks for such a tag (e.g. '[gpu]') or selects nothing
 // else FAILS instead, so that a GPU job cannot pass without running its tests.
 #if !defined(LONGCTX_CATCH3)
@@ -59,6 +60,11 @@ std::vector<Missing> missing_here() {
   m.push_back({"gpu", "built without CUDA: not compiled", false});
 #endif
   if (!on_path("h5dump")) m.push_back({"h5dump", "h5dump not on PATH; hint: apt-get install hdf5-tools"});
+  for (const char* tool : {"slurmctld", "slurmd", "sbatch", "munged"})
+    if (!on_path(tool) && ::access((std::string("/usr/sbin/") + tool).c_str(), X_OK) != 0) {
+      m.push_back({"slurm", std::string(tool) + " not found; hint: apt-get install slurmctld slurmd slurm-client munge"});
+      break;
+    }
   return m;
 }
 

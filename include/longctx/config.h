@@ -149,6 +149,11 @@ struct StageConfig {
   int64_t steps = 0;
   int64_t batch_accum = 1;  // micro-batches per optimizer step (per data-parallel replica)
   int64_t micro_batch = 1;  // B: sequences per micro-batch
+  // This stage's process grid when it differs from [parallel]'s (0: [parallel]'s value). Only
+  // `longctx stages` runs such a stage (one batch job per layout); `train` refuses to cross a
+  // layout change within one job.
+  int64_t dp = 0, tp = 0, sp = 0;
+  std::string layout_at = {};  // where the deck sets them ("deck.toml:57", "--set stage.2.sp=4"), for messages
 };
 
 struct Config {
@@ -162,7 +167,14 @@ struct Config {
   std::vector<StageConfig> stages;
 
   int64_t total_steps() const;
+  // [parallel] with stage i's dp/tp/sp overrides applied (0-based i).
+  ParallelConfig stage_layout(size_t i) const;
 };
+
+// Whether two layouts have the same process grid (dp, tp, sp).
+inline bool same_grid(const ParallelConfig& a, const ParallelConfig& b) {
+  return a.dp == b.dp && a.tp == b.tp && a.sp == b.sp;
+}
 
 // Parses and validates a deck file; `overrides` are "section.key=value" strings (the --set
 // arguments; stage keys as "stage.N.key" with N counted from 1). Throws Error on any problem.
@@ -176,6 +188,9 @@ std::string to_toml(const Config& cfg);
 // Every sequence length must be a multiple of this under the layout: the ring cuts the sequence
 // into 2·sp (zigzag) or sp (contiguous) chunks, and reduce_scatter splits each chunk over tp.
 int64_t seq_len_multiple(const ParallelConfig& p);
+// Refuses (raised alike, naming `longctx stages`) a job that would run stages [first, last)
+// (0-based) whose layout (stage_layout) is not [parallel]'s: one job has one process grid.
+void check_one_layout(const Config& cfg, int64_t first, int64_t last);
 // Rank 0 parses and validates, then broadcasts the resolved deck; every rank returns the same
 // Config. An error on rank 0 is thrown there (main ends the job); the other ranks are aborted.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides, MPI_Comm comm);

@@ -60,12 +60,16 @@ class Trainer {
   const ParamLayout& layout() const { return engine_->layout(); }
   const Grid& grid() const { return groups_->grid(); }
   const StepEngine& engine() const { return *engine_; }
+  // The stop signal (SIGTERM/SIGUSR1, signals.h) that ended run() at a step boundary, else 0.
+  int interrupted() const { return interrupted_; }
 
  private:
   void start_stage();
   LossSum accumulate_gradient();  // micro-batches and reductions: normalised gradient in the shard
   StepRecord step();
   void maybe_checkpoint(bool stage_end);
+  std::string save_checkpoint(bool verbose);  // the checkpoint of the current step; its path
+  void stop_for_signal(int sig);               // checkpoint (if not yet), message, interrupted_
   void log_step(const StepRecord& r);
   void load_start(std::string& from);  // resume, init_from, or fresh weights
 
@@ -81,11 +85,15 @@ class Trainer {
   FILE* metrics_ = nullptr;
   double tok_per_s_ = 0.0, started_ = 0.0;
   int64_t configured_stage_ = -1;
+  int64_t saved_step_ = -1;  // global step of the newest checkpoint this run wrote or resumed from
+  int interrupted_ = 0;
   int64_t fail_rank_ = -1, fail_step_ = -1;  // LONGCTX_FAIL_AT=rank:step (tests of error paths)
 };
 
-// OpenBLAS and OpenMP threads per rank: run.threads, or 0 = all cores for one rank, 1 under MPI.
-void set_threads(const Config& cfg, int world_size);
+// OpenBLAS and OpenMP threads per rank: run.threads when > 0; with 0, OMP_NUM_THREADS, else
+// SLURM_CPUS_PER_TASK, else all cores for one rank and 1 per rank under MPI. Returns what it chose
+// and why ("4 threads per rank (SLURM_CPUS_PER_TASK)").
+std::string set_threads(const Config& cfg, int world_size);
 
 // Run outputs (src/train/train_io.cpp). prune: keeps the newest checkpoint.keep periodic checkpoints
 // (those at stage ends always stay); remove: --fresh deletes an earlier run's checkpoints and metrics.
@@ -94,7 +102,8 @@ void remove_run_outputs(const Config& cfg);
 // Removes checkpoint.dir's ckpt_N.h5.tmp files (writes a killed job never finished); returns them.
 std::vector<std::string> remove_unfinished_checkpoints(const Config& cfg);
 
-// `longctx train DECK [--set k=v]... [--resume|--fresh]`; returns the process exit code.
+// `longctx train DECK [--set k=v]... [--resume|--fresh]`; returns the process exit code: 0, or
+// kExitInterrupted (signals.h) when SIGTERM/SIGUSR1 stopped it after writing a checkpoint.
 int train_main(const std::string& deck, const std::vector<std::string>& overrides,
                const TrainOptions& opt);
 

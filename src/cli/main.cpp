@@ -17,6 +17,8 @@
 #include "longctx/log.h"
 #include "longctx/memory.h"
 #include "longctx/plan.h"
+#include "longctx/signals.h"
+#include "longctx/stages.h"
 #include "longctx/train.h"
 
 using namespace longctx;
@@ -64,6 +66,14 @@ static const Usage kUsages[] = {
     {"forward", R"(  longctx forward CHECKPOINT.h5 --tokens TOKENS.bin [--out LOSSES.bin] [--rope-theta X]
       Per-token losses of a checkpoint on one sequence (little-endian int32 tokens) on the CPU: prints
       the mean as a JSON line, --out writes the N-1 losses as float32 (tools/hf_check.py uses it).)"},
+    // ---- longctx stages (the scheduler chain, src/cli/stages.cpp) ----
+    {"stages", R"(  longctx stages DECK.toml --out DIR --scheduler slurm|pbs [--set section.key=value]...
+               [--ranks-per-node N] [--cpus-per-rank N] [--gpus-per-node N] [--time HH:MM:SS]
+      One deck and one batch job per stage, each on its stage's layout ([[stage]] dp/tp/sp, else
+      [parallel]), and DIR/submit.sh, which chains them with afterok dependencies: stage i resumes
+      from the checkpoint stage i-1 left in checkpoint.dir. Ranks per node: 8 for run.device =
+      "cuda" (one GPU each), else all on one node; GPUs are requested only for "cuda" runs.)"},
+    // ---- end of longctx stages ----
     {"help", R"(  longctx help [COMMAND] | --help | --version
       This text, or one command's (also: longctx COMMAND --help).)"},
 };
@@ -196,6 +206,7 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
     CHECK_ARG(!deck.empty(), "longctx plan input/tiny.toml", "plan: no deck given");
     return plan_main(deck, sets, opt);
   }
+  if (cmd == "stages") return stages_main(args, rank);  // src/cli/stages.cpp
   if (cmd == "info") {
     std::vector<std::string> paths;
     bool verify = true;
@@ -248,7 +259,8 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   std::fflush(stderr);
-  if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+  // An interrupted run (every rank stopped at the same step boundary) leaves normally, status 75.
+  if (rc != 0 && rc != kExitInterrupted && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
   MPI_Finalize();
   return rc;
 }

@@ -52,8 +52,13 @@ std::string to_toml(const Config& cfg) {
   }
   for (auto& s : c.stages) {
     out += "\n[[stage]]\n";
-    for (const auto& f : deck::stage_fields(s))
+    for (const auto& f : deck::stage_fields(s)) {
+      const auto* layout = std::get_if<int64_t*>(&f.ptr);  // dp/tp/sp of the stage: 0 = absent
+      if (layout && **layout == 0 && (f.key == std::string_view("dp") || f.key == std::string_view("tp") ||
+                                      f.key == std::string_view("sp")))
+        continue;
       out += fmt::format("{} = {}\n", f.key, deck::value_text(f.ptr));
+    }
   }
   return out;
 }

@@ -12,6 +12,15 @@ int64_t Config::total_steps() const {
   return n;
 }
 
+ParallelConfig Config::stage_layout(size_t i) const {
+  ParallelConfig p = parallel;
+  const StageConfig& s = stages.at(i);
+  if (s.dp > 0) p.dp = s.dp;
+  if (s.tp > 0) p.tp = s.tp;
+  if (s.sp > 0) p.sp = s.sp;
+  return p;
+}
+
 namespace deck {
 namespace {
 
@@ -78,7 +87,9 @@ std::vector<Field> stage_fields(StageConfig& s) {
   return {I("seq_len", &s.seq_len, 2, int64_t(1) << 31),
           F("rope_theta", &s.rope_theta, "(]", 1, 1e15), I("steps", &s.steps, 1, 1000000000),
           I("batch_accum", &s.batch_accum, 1, 1000000),
-          I("micro_batch", &s.micro_batch, 1, 1000000)};
+          I("micro_batch", &s.micro_batch, 1, 1000000),
+          // the stage's own layout (to_toml leaves out the 0s: "as [parallel]")
+          I("dp", &s.dp, 1, 65536), I("tp", &s.tp, 1, 65536), I("sp", &s.sp, 1, 65536)};
 }
 
 const Field* find_field(const std::vector<Field>& fields, std::string_view key) {

@@ -32,16 +32,34 @@ void check_consistency(Config& c, const Origins& org) {
     fail(dm_at, "head size model.d_model / model.n_heads = {} / {} = {} must be even (RoPE)",
          m.d_model, m.n_heads, m.head_size());
 
-  const std::string tp_at = org.first({"parallel.tp"});
-  const std::pair<const char*, int64_t> split_by_tp[] = {
-      {"model.n_heads", m.n_heads}, {"model.d_ff", m.d_ff}, {"model.vocab_size", m.vocab_size}};
-  for (auto [name, n] : split_by_tp)
-    if (n % p.tp != 0) fail(tp_at, "parallel.tp = {} must divide {} = {}", p.tp, name, n);
-  if (m.n_kv_heads >= p.tp && m.n_kv_heads % p.tp != 0)
-    fail(tp_at, "parallel.tp = {} must divide model.n_kv_heads = {}", p.tp, m.n_kv_heads);
-  if (m.n_kv_heads < p.tp && p.tp % m.n_kv_heads != 0)
-    fail(tp_at, "parallel.tp = {} must be a multiple of model.n_kv_heads = {} (each K/V head is "
-         "replicated over tp / n_kv_heads ranks)", p.tp, m.n_kv_heads);
+  // [parallel], then each stage that sets a layout of its own: the same rules, named by the key
+  // that sets the value ("stage[2].tp" where the stage sets it, else "parallel.tp").
+  auto check_tp = [&](const ParallelConfig& q, const std::string& tp_key, const std::string& tp_at) {
+    const std::pair<const char*, int64_t> split_by_tp[] = {
+        {"model.n_heads", m.n_heads}, {"model.d_ff", m.d_ff}, {"model.vocab_size", m.vocab_size}};
+    for (auto [name, n] : split_by_tp)
+      if (n % q.tp != 0) fail(tp_at, "{} = {} must divide {} = {}", tp_key, q.tp, name, n);
+    if (m.n_kv_heads >= q.tp && m.n_kv_heads % q.tp != 0)
+      fail(tp_at, "{} = {} must divide model.n_kv_heads = {}", tp_key, q.tp, m.n_kv_heads);
+    if (m.n_kv_heads < q.tp && q.tp % m.n_kv_heads != 0)
+      fail(tp_at, "{} = {} must be a multiple of model.n_kv_heads = {} (each K/V head is "
+           "replicated over tp / n_kv_heads ranks)", tp_key, q.tp, m.n_kv_heads);
+  };
+  check_tp(p, "parallel.tp", org.first({"parallel.tp"}));
+  auto layout_key = [&](size_t i, const char* k, int64_t v) {
+    return v > 0 ? fmt::format("stage[{}].{}", i + 1, k) : fmt::format("parallel.{}", k);
+  };
+  for (size_t i = 0; i < c.stages.size(); i++) {
+    StageConfig& st = c.stages[i];
+    if (st.dp > 0 || st.tp > 0 || st.sp > 0)
+      st.layout_at = org.first({fmt::format("stage[{}].dp", i + 1), fmt::format("stage[{}].tp", i + 1),
+                                fmt::format("stage[{}].sp", i + 1)});
+  }
+  for (size_t i = 0; i < c.stages.size(); i++)
+    if (c.stages[i].tp > 0) {
+      const std::string key = layout_key(i, "tp", c.stages[i].tp);
+      check_tp(c.stage_layout(i), key, org.first({key}));
+    }
 
   const auto& o = c.optim;
   if (o.min_lr > o.lr)
@@ -64,18 +82,21 @@ void check_consistency(Config& c, const Origins& org) {
          "EOS, PAD)", m.vocab_size, kByteVocab);
 
   // The sequence is cut into 2*sp chunks (zigzag) or sp chunks (contiguous); reduce_scatter
-  // further splits each chunk over tp.
-  const int64_t chunks = p.sp > 1 ? (p.ring == Ring::zigzag ? 2 * p.sp : p.sp) : 1;
-  const bool rs = p.tp_mode == TpMode::reduce_scatter && p.tp > 1;
-  const int64_t div = seq_len_multiple(p);
-  const std::string tp_split = fmt::format(
-      ", and parallel.tp_mode = \"reduce_scatter\" splits each over parallel.tp = {}", p.tp);
+  // further splits each chunk over tp. Each stage under its own layout.
   for (size_t i = 0; i < c.stages.size(); i++) {
+    const ParallelConfig q = c.stage_layout(i);
+    const StageConfig& st = c.stages[i];
+    const int64_t chunks = q.sp > 1 ? (q.ring == Ring::zigzag ? 2 * q.sp : q.sp) : 1;
+    const bool rs = q.tp_mode == TpMode::reduce_scatter && q.tp > 1;
+    const int64_t div = seq_len_multiple(q);
+    const std::string sp_key = layout_key(i, "sp", st.sp), tp_key = layout_key(i, "tp", st.tp);
+    const std::string tp_split = fmt::format(
+        ", and parallel.tp_mode = \"reduce_scatter\" splits each over {} = {}", tp_key, q.tp);
     const std::string key = fmt::format("stage[{}].seq_len", i + 1);
-    if (c.stages[i].seq_len % div != 0)
-      fail(org.first({key}), "{} = {} must be divisible by {} (parallel.ring = \"{}\" with "
-           "parallel.sp = {} cuts the sequence into {} chunks{})", key, c.stages[i].seq_len, div,
-           p.ring, p.sp, chunks, rs ? tp_split : "");
+    if (st.seq_len % div != 0)
+      fail(org.first({key, sp_key}), "{} = {} must be divisible by {} (parallel.ring = \"{}\" with "
+           "{} = {} cuts the sequence into {} chunks{})", key, st.seq_len, div, q.ring, sp_key, q.sp,
+           chunks, rs ? tp_split : "");
   }
 
   if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
@@ -83,6 +104,19 @@ void check_consistency(Config& c, const Origins& org) {
 }
 
 }  // namespace deck
+
+void check_one_layout(const Config& c, int64_t first, int64_t last) {
+  for (int64_t i = first; i < last && i < int64_t(c.stages.size()); ++i) {
+    const ParallelConfig q = c.stage_layout(size_t(i));
+    CHECK_ALIKE(same_grid(q, c.parallel),
+                fmt::format("one job runs one layout: `longctx stages {} --out DIR --scheduler slurm|pbs` "
+                            "writes one deck and job script per stage (chained with afterok){}", c.deck_path,
+                            i > first ? fmt::format(", or stop before it with --stop-after-stage {}", i) : ""),
+                "{}: stage {} runs on dp×tp×sp = {}×{}×{} (its [[stage]] dp/tp/sp), but this job's layout "
+                "[parallel] is {}×{}×{}: train cannot change the layout between stages",
+                c.stages[size_t(i)].layout_at.empty() ? c.deck_path : c.stages[size_t(i)].layout_at, i + 1, q.dp, q.tp, q.sp, c.parallel.dp, c.parallel.tp, c.parallel.sp);
+  }
+}
 
 int64_t seq_len_multiple(const ParallelConfig& p) {
   const int64_t chunks = p.sp > 1 ? (p.ring == Ring::zigzag ? 2 * p.sp : p.sp) : 1;

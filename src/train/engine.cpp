@@ -200,7 +200,18 @@ class Engine final : public StepEngine {
     const RankNeed need = count_rank(B::kHostMemory ? PlanBackend::cpu : PlanBackend::cuda, cfg_, grid.tp_rank,
                                      grid.sp_rank, g_.dpsp().rank());
     const MemoryPool pool = B::kHostMemory ? host_pool(g_) : MemoryPool{&g_.gpu_peers(), "GPU", g_.device().gpu};
-    check_memory_fits(g_, pool, need.state, need.peaks, stage_names(cfg_), "train");
+    // This job's stages only: one of another layout ([[stage]] dp/tp/sp) is another job's
+    // (check_one_layout refuses to run it here); the running maxima skip it too.
+    std::vector<size_t> peaks;
+    std::vector<std::string> names;
+    const std::vector<std::string> all = stage_names(cfg_);
+    size_t arena = 0, scratch = 0;
+    for (size_t i = 0; i < cfg_.stages.size(); ++i) {
+      if (!same_grid(cfg_.stage_layout(i), cfg_.parallel)) continue;
+      arena = std::max(arena, need.stages[i].arena()), scratch = std::max(scratch, need.stages[i].scratch);
+      peaks.push_back(arena + scratch), names.push_back(all[i]);
+    }
+    check_memory_fits(g_, pool, need.state, peaks, names, "train");
     return need.state.total();
   }
   // The parameters from the master shards: an fp32 backend gathers them; a bf16 one casts its

@@ -17,25 +17,51 @@
 #include "longctx/comm_mpi.h"
 #include "longctx/optim.h"
 #include "longctx/preflight.h"
+#include "longctx/signals.h"
 
 namespace fs = std::filesystem;
 
 namespace longctx {
 
-void set_threads(const Config& cfg, int world_size) {
+namespace {
+// A positive thread count from the environment variable `name`, or 0 when it is unset or empty
+// (`make run` empties OMP_NUM_THREADS); anything else is refused rather than ignored.
+int env_threads(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  CHECK_HINT(*end == 0 && n >= 1 && n <= 4096, "unset it, or give a thread count in 1..4096",
+             "{}='{}' is not a thread count (run.threads = 0 takes it from there)", name, v);
+  return int(n);
+}
+}  // namespace
+
+std::string set_threads(const Config& cfg, int world_size) {
   int n = cfg.run.threads;
-  if (n == 0) n = world_size > 1 ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
+  std::string why = "run.threads";
+  // run.threads = 0: the allocation decides when it says (a job script's OMP_NUM_THREADS, Slurm's
+  // --cpus-per-task), else all cores for one rank and 1 per rank under MPI.
+  for (const char* var : {"OMP_NUM_THREADS", "SLURM_CPUS_PER_TASK"})
+    if (n == 0 && (n = env_threads(var)) > 0) why = var;
+  if (n == 0) {
+    n = world_size > 1 ? 1 : int(std::max(1u, std::thread::hardware_concurrency()));
+    why = world_size > 1 ? "run.threads = 0 with several ranks" : "run.threads = 0: all cores";
+  }
   openblas_set_num_threads(n);
   omp_set_num_threads(n);
+  return fmt::format("{} thread{} per rank ({})", n, n == 1 ? "" : "s", why);
 }
 
 Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
     : cfg_(cfg), opt_(opt), groups_(std::make_unique<ProcessGroups>(cfg, world)) {
   const Grid& grid = groups_->grid();
-  set_threads(cfg_, grid.world_size);
+  const std::string threads = set_threads(cfg_, grid.world_size);
   CHECK_ALIKE(opt_.stop_after_stage <= int64_t(cfg_.stages.size()), "stages count from 1",
               "{}: --stop-after-stage {}, but the deck has {} stage(s)", cfg_.deck_path,
               opt_.stop_after_stage, cfg_.stages.size());
+  const int64_t n_stages = int64_t(cfg_.stages.size()), last = opt_.stop_after_stage > 0 ? opt_.stop_after_stage : n_stages;
+  if (!opt_.resume) check_one_layout(cfg_, 0, last);  // a new run starts at stage 1: refuse before any work
   // The inputs first (data, the memory plan, the checkpoint to start from), then the outputs: a run
   // refused for its input creates no directory; every output is proved writable before any step.
   data_ = open_data(cfg_);
@@ -49,6 +75,10 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
   }
   std::string from;
   load_start(from);
+  {  // the stages this job runs must all have its layout (deck stages may set their own: `longctx stages`)
+    const int64_t done = st_.stage < n_stages && st_.stage_step >= cfg_.stages[size_t(st_.stage)].steps;
+    check_one_layout(cfg_, st_.stage + done, last);
+  }
   preflight_outputs(train_outputs(cfg_), groups_->mpi_all());
 
   if (grid.world_rank == 0) {
@@ -59,7 +89,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
       log_info("longctx {} | {} | {} parameters ({} on this rank, ZeRO-1 shard {}) | data: {}",
                kVersion, grid.describe(), make_param_layout(cfg_.model).total, engine_->layout().total,
                engine_->shard_size(), data_->describe());
-      log_info("device: {} ({})", engine_->describe_device(), groups_->device().why);
+      log_info("device: {} ({}) | {}", engine_->describe_device(), groups_->device().why, threads);
       if (from.empty()) log_info("starting a new run in {}", cfg_.run.out_dir);
       else log_info("resuming {} from {}", cfg_.run.out_dir, from);
     }
@@ -85,6 +115,7 @@ void Trainer::load_start(std::string& from) {
   if (!from.empty()) {
     st_ = read_checkpoint(from, cfg_, io, /*with_optimizer=*/true, groups_->mpi_all());
     engine_->loaded(true);
+    saved_step_ = st_.global_step;
     CHECK_ALIKE(st_.stage < int64_t(cfg_.stages.size()), "resume with the deck that wrote it",
                "{}: checkpoint {} is in stage {}, but the deck has {} stage(s)", cfg_.deck_path,
                from, st_.stage + 1, cfg_.stages.size());
@@ -190,6 +221,9 @@ void Trainer::run(int64_t max_steps) {
       st_.stage += 1, st_.stage_step = 0;
       continue;
     }
+    // A step boundary: every rank learns whether any rank got SIGTERM/SIGUSR1 (one tiny
+    // all-reduce), so all stop at the same step, or none does.
+    if (const int sig = stop_signal_any(groups_->mpi_all())) return stop_for_signal(sig);
     if (max_steps >= 0 && taken >= max_steps) return;
     const StepRecord r = step();
     ++taken;
@@ -225,6 +259,7 @@ void Trainer::log_step(const StepRecord& r) {
 
 int train_main(const std::string& deck, const std::vector<std::string>& overrides,
                const TrainOptions& opt) {
+  install_stop_handlers();  // first: a signal during start-up stops the run at its first step boundary
   const Config cfg = load_config(deck, overrides, MPI_COMM_WORLD);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -237,7 +272,7 @@ int train_main(const std::string& deck, const std::vector<std::string>& override
     // ~Trainer frees communicators (collective in MPI) while the other ranks wait in a collective.
     abort_job(e);
   }
-  return 0;
+  return t.interrupted() ? kExitInterrupted : 0;
 }
 
 }  // namespace longctx

@@ -4,6 +4,7 @@
 
 #include "longctx/common.h"
 #include "longctx/log.h"
+#include "longctx/signals.h"
 #include "longctx/train.h"
 
 namespace fs = std::filesystem;
@@ -19,13 +20,37 @@ void Trainer::save(const std::string& path) {
 void Trainer::maybe_checkpoint(bool stage_end) {
   const int64_t every = cfg_.checkpoint.every;
   if (!stage_end && !(every > 0 && st_.global_step % every == 0)) return;
+  save_checkpoint(!opt_.quiet);
+}
+
+std::string Trainer::save_checkpoint(bool verbose) {
   const std::string path = checkpoint_path(cfg_.checkpoint.dir, st_.global_step);
   const double t0 = MPI_Wtime();
   save(path);
+  saved_step_ = st_.global_step;
   if (groups_->grid().world_rank == 0) {
-    if (!opt_.quiet) log_info("checkpoint {} ({:.2f} s)", path, MPI_Wtime() - t0);
+    if (verbose) log_info("checkpoint {} ({:.2f} s)", path, MPI_Wtime() - t0);
     if (cfg_.checkpoint.keep > 0) prune_checkpoints(cfg_);
   }
+  return path;
+}
+
+void Trainer::stop_for_signal(int sig) {
+  // The step boundary every rank agreed on: the checkpoint of this step (unless the run already
+  // has it: saved at this step, or resumed from it), written as every checkpoint is (.tmp, then
+  // rename). Further signals only bump a counter in the handler; nothing interrupts the write.
+  const bool had = saved_step_ == st_.global_step;
+  const std::string path = had ? checkpoint_path(cfg_.checkpoint.dir, st_.global_step) : save_checkpoint(true);
+  interrupted_ = sig;
+  if (groups_->grid().world_rank != 0) return;
+  const StageConfig& s = cfg_.stages[size_t(std::min<int64_t>(st_.stage, int64_t(cfg_.stages.size()) - 1))];
+  log_warn("{} received: stopped at the step boundary after global step {} (stage {}/{}, step {}/{}); "
+           "checkpoint {} {}", signal_name(sig), st_.global_step, st_.stage + 1, cfg_.stages.size(),
+           st_.stage_step, s.steps, path, had ? "(already there)" : "written");
+  if (stop_signal_count() > 1)
+    log_warn("{} stop signals arrived on rank 0; the later ones changed nothing (the save was not interrupted)", stop_signal_count());
+  log_warn("interrupted: exit status {}; to continue, run the same command with --resume: longctx train {} --resume "
+           "[the same --set options]", kExitInterrupted, cfg_.deck_path);
 }
 
 void prune_checkpoints(const Config& cfg) {
