@@ -17,11 +17,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  std::string s = ss.str();
+// A file's contents without its trailing newlines (a pid or a status for the shell).
+std::string slurp_trim(const std::string& path) {
+  std::string s = slurp(path);
   while (!s.empty() && s.back() == '\n') s.pop_back();
   return s;
 }
@@ -65,14 +63,14 @@ long find_process(const std::string& a, const std::string& b) {
 }
 
 // The step line of the log's first step: "stage 1/2 step   1/1000 |".
-bool stepping(const std::string& dir) { return contains(slurp(dir + "/log"), "1/1000 | loss"); }
+bool stepping(const std::string& dir) { return contains(slurp_trim(dir + "/log"), "1/1000 | loss"); }
 
 // Checks the message, the checkpoint and the exit status of an interrupted run; returns its step.
 long check_interrupted(const std::string& dir, const std::string& signal_name) {
   REQUIRE(wait_for([&] { return fs::exists(dir + "/rc"); }, 120));
-  const std::string log = slurp(dir + "/log");
+  const std::string log = slurp_trim(dir + "/log");
   INFO(log);
-  CHECK(std::stoi(slurp(dir + "/rc")) == longctx::kExitInterrupted);
+  CHECK(std::stoi(slurp_trim(dir + "/rc")) == longctx::kExitInterrupted);
   CHECK(contains(log, signal_name + " received: stopped at the step boundary after global step"));
   CHECK(contains(log, "--resume"));
   std::smatch m;
@@ -110,9 +108,9 @@ TEST_CASE("SIGTERM stops train at a step boundary with a checkpoint; --resume co
   start_background(dir, std::string(kBin) + " train input/tiny.toml --set run.out_dir=" + dir + kLong);
   REQUIRE(wait_for([&] { return stepping(dir) || fs::exists(dir + "/rc"); }, 120));
   REQUIRE(!fs::exists(dir + "/rc"));
-  REQUIRE(run_command("kill -TERM " + slurp(dir + "/pid")) == 0);
+  REQUIRE(run_command("kill -TERM " + slurp_trim(dir + "/pid")) == 0);
   // A second signal while it saves changes nothing (the handler only counts it).
-  run_command("sleep 0.05; kill -USR1 " + slurp(dir + "/pid") + " 2>/dev/null");
+  run_command("sleep 0.05; kill -USR1 " + slurp_trim(dir + "/pid") + " 2>/dev/null");
   const long step = check_interrupted(dir, "SIGTERM");
   check_resume(dir, kBin, step);
 }
@@ -128,6 +126,6 @@ TEST_CASE("SIGUSR1 to one rank of two stops both at the same step and nothing ha
   REQUIRE(rank1 > 0);
   REQUIRE(run_command("kill -USR1 " + std::to_string(rank1)) == 0);  // rank 1 only; rank 0 prints
   const long step = check_interrupted(dir, "SIGUSR1");
-  CHECK(std::stoi(slurp(dir + "/rc")) != 124);  // 124: timeout, a hang
+  CHECK(std::stoi(slurp_trim(dir + "/rc")) != 124);  // 124: timeout, a hang
   check_resume(dir, launch, step, " --set parallel.dp=2");
 }

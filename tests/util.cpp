@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <set>
-#include <unistd.h>
+#include <sstream>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace longctx::test {
 
@@ -110,6 +112,13 @@ std::vector<std::pair<double, int32_t>> ranked_logits(const float* x, const floa
 std::string mpirun() {
   const char* m = std::getenv("LONGCTX_MPIRUN");
   return m ? m : "mpirun --oversubscribe";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
 }
 
 std::string quick(const std::string& dir) {

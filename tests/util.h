@@ -30,6 +30,8 @@ std::string error_of(F&& fn);
 
 // A new empty directory under build/tmp (kept for inspection; `make clean` removes it).
 std::string temp_dir(const std::string& tag);
+// The whole contents of a file (empty when it cannot be read).
+std::string slurp(const std::string& path);
 
 // Runs a shell command; returns its exit status and fills `output` with stdout+stderr.
 // Variables that MPI_Init of this (singleton) test process added to the environment are removed
