@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "longctx/common.h"
+#include "longctx/ops.h"
 #include "longctx/tensor.h"
 
 namespace longctx {
@@ -42,6 +43,26 @@ LinearDims linear_bwd_dims(const Tensor<A>& din, const Tensor<G>& dW, const Tens
   if (!din.empty()) expect_shape(din, d.N, d.I, backend, "linear_bwd", "din");
   if (!dW.empty()) expect_shape(dW, d.O, d.I, backend, "linear_bwd", "dW"), expect_shape(in, d.N, d.I, backend, "linear_bwd", "in");
   return d;
+}
+
+// Attention of query rows against one key/value block (ops.h: AttnShape): q, o, dq, dout
+// (B·Tq, NH·HS); k, v, dk, dv (B·Tk, NKV·HS); lse, delta (B·Tq, NH). Empty views are not checked.
+template <class Q, class K>
+void check_attention(const cpu::AttnShape& s, const char* backend, const char* op, std::initializer_list<Q> qs,
+                     std::initializer_list<K> ks, std::initializer_list<Tensor<const float>> stats,
+                     std::initializer_list<const char*> names) {
+  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
+  const char* const* name = names.begin();
+  for (const auto& t : qs) expect_shape(t, rows, s.NH * s.HS, backend, op, *name++);
+  for (const auto& t : ks) expect_shape(t, keys, s.NKV * s.HS, backend, op, *name++);
+  for (const auto& t : stats) expect_shape(t, rows, s.NH, backend, op, *name++);
+}
+
+// The cross-entropy pieces' per-row tensors all have `rows` elements (loss and top1 may be empty);
+// acc, when given, holds the 2 running sums.
+template <class... T>
+void check_rows(int64_t rows, const char* backend, const char* op, const T&... t) {
+  CHECK(((t.numel() == rows) && ...), "{}::{}: row counts differ (expected {} rows)", backend, op, rows);
 }
 
 }  // namespace longctx

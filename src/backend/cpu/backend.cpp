@@ -127,28 +127,25 @@ void Cpu::embedding_bwd(Tensor<float> dtable, Tensor<const float> dout, Tensor<c
 
 void Cpu::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const float> q, Tensor<const float> k,
                         Tensor<const float> v, const cpu::AttnShape& s, bool merge) const {
-  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect_shape(q, rows, s.NH * s.HS, "cpu", "attention_fwd", "q"), expect_shape(o, rows, s.NH * s.HS, "cpu", "attention_fwd", "o");
-  expect_shape(k, keys, s.NKV * s.HS, "cpu", "attention_fwd", "k"), expect_shape(v, keys, s.NKV * s.HS, "cpu", "attention_fwd", "v");
-  expect_shape(lse, rows, s.NH, "cpu", "attention_fwd", "lse");
+  check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_fwd", {q, o}, {k, v}, {lse},
+                                                  {"q", "o", "k", "v", "lse"});
   cpu::attention_fwd(o.data, lse.data, q.data, k.data, v.data, s, merge);
 }
 
 void Cpu::attention_delta(Tensor<float> delta, Tensor<const float> o, Tensor<const float> dout,
                           const cpu::AttnShape& s) const {
-  const int64_t rows = s.B * s.Tq;
-  expect_shape(delta, rows, s.NH, "cpu", "attention_delta", "delta");
-  expect_shape(o, rows, s.NH * s.HS, "cpu", "attention_delta", "o"), expect_shape(dout, rows, s.NH * s.HS, "cpu", "attention_delta", "dout");
+  check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_delta", {o, dout}, {}, {delta},
+                                                  {"o", "dout", "delta"});
   cpu::attention_delta(delta.data, o.data, dout.data, s);
 }
 
 void Cpu::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const float> dout,
                         Tensor<const float> q, Tensor<const float> k, Tensor<const float> v,
                         Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
-  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect_shape(dq, rows, s.NH * s.HS, "cpu", "attention_bwd", "dq"), expect_shape(dout, rows, s.NH * s.HS, "cpu", "attention_bwd", "dout");
-  expect_shape(dk, keys, s.NKV * s.HS, "cpu", "attention_bwd", "dk"), expect_shape(dv, keys, s.NKV * s.HS, "cpu", "attention_bwd", "dv");
-  expect_shape(lse, rows, s.NH, "cpu", "attention_bwd", "lse"), expect_shape(delta, rows, s.NH, "cpu", "attention_bwd", "delta");
+  check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_bwd", {dq}, {dk, dv}, {lse, delta},
+                                                      {"dq", "dk", "dv", "lse", "delta"});
+  check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_bwd", {dout, q}, {k, v}, {},
+                                                  {"dout", "q", "k", "v"});
   cpu::attention_bwd(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, lse.data, delta.data, s);
 }
 
@@ -160,17 +157,16 @@ void Cpu::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
 void Cpu::xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float> z, Tensor<const float> mx,
                        Tensor<const int32_t> target, int64_t v0) const {
   const int64_t rows = z.size(0);
-  CHECK(sum.numel() == rows && zt.numel() == rows && mx.numel() == rows && target.numel() == rows,
-        "cpu::xent_row_sum: row counts differ");
+  check_rows(rows, "cpu", "xent_row_sum", sum, zt, mx, target);
   cpu::xent_row_sum(z.data, rows, z.row_size(), mx.data, target.data, v0, sum.data, zt.data);
 }
 
 void Cpu::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float> mx, Tensor<const double> sum,
                     Tensor<const double> zt, Tensor<const int32_t> target, Tensor<double> acc) const {
   const int64_t rows = target.numel();
-  CHECK(mx.numel() == rows && sum.numel() == rows && zt.numel() == rows &&
-            (loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
-        "cpu::xent_rows: row counts differ");
+  check_rows(rows, "cpu", "xent_rows", mx, sum, zt);
+  CHECK((loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
+        "cpu::xent_rows: loss or top1 has another row count than the {} targets", rows);
   CHECK(acc.numel() == 2, "cpu::xent_rows: acc holds {} values, expected 2 (loss sum, count)", acc.numel());
   int64_t count = 0;
   cpu::xent_rows(mx.data, sum.data, zt.data, target.data, rows, loss.empty() ? nullptr : loss.data,
@@ -181,7 +177,7 @@ void Cpu::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float
 void Cpu::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
                     Tensor<const int32_t> target, int64_t v0, float scale) const {
   const int64_t rows = z.size(0);
-  CHECK(mx.numel() == rows && sum.numel() == rows && target.numel() == rows, "cpu::xent_grad: row counts differ");
+  check_rows(rows, "cpu", "xent_grad", mx, sum, target);
   cpu::xent_grad(z.data, rows, z.row_size(), mx.data, sum.data, target.data, v0, scale);
 }
 

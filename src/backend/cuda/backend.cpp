@@ -300,10 +300,10 @@ void Cuda::embedding_bwd(Tensor<float> dtable, Tensor<const bf16> dout, Tensor<c
 
 void Cuda::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const bf16> q, Tensor<const bf16> k,
                          Tensor<const bf16> v, const cpu::AttnShape& s, bool merge) const {
-  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect_shape(q, rows, s.NH * s.HS, "cuda", "attention_fwd", "q"), expect_shape(o, rows, s.NH * s.HS, "cuda", "attention_fwd", "o");
-  expect_shape(k, keys, s.NKV * s.HS, "cuda", "attention_fwd", "k"), expect_shape(v, keys, s.NKV * s.HS, "cuda", "attention_fwd", "v");
-  expect_shape(lse, rows, s.NH, "cuda", "attention_fwd", "lse");
+  check_attention<Tensor<const bf16>, Tensor<const bf16>>(s, "cuda", "attention_fwd", {q}, {k, v}, {lse},
+                                                        {"q", "k", "v", "lse"});
+  const int64_t rows = s.B * s.Tq;
+  expect_shape(o, rows, s.NH * s.HS, "cuda", "attention_fwd", "o");  // the fp32 partial
   const gpu::FlashShape fs = flash_of(s);
   if (fs.mask == gpu::Mask::kSkip) {  // no key visible: the rows keep (o, lse), or get (0, -inf)
     if (!merge) fill(o, 0.0f), fill(lse, -std::numeric_limits<float>::infinity());
@@ -324,19 +324,18 @@ void Cuda::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const bf16> 
 
 void Cuda::attention_delta(Tensor<float> delta, Tensor<const bf16> o, Tensor<const bf16> dout,
                            const cpu::AttnShape& s) const {
-  const int64_t rows = s.B * s.Tq;
-  expect_shape(delta, rows, s.NH, "cuda", "attention_delta", "delta");
-  expect_shape(o, rows, s.NH * s.HS, "cuda", "attention_delta", "o"), expect_shape(dout, rows, s.NH * s.HS, "cuda", "attention_delta", "dout");
+  check_attention<Tensor<const bf16>, Tensor<const bf16>>(s, "cuda", "attention_delta", {o, dout}, {}, {delta},
+                                                  {"o", "dout", "delta"});
   gpu::flash_delta(flash_of(s), bits(o.data), bits(dout.data), delta.data, stream_);
 }
 
 void Cuda::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const bf16> dout,
                          Tensor<const bf16> q, Tensor<const bf16> k, Tensor<const bf16> v,
                          Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
-  const int64_t rows = s.B * s.Tq, keys = s.B * s.Tk;
-  expect_shape(dq, rows, s.NH * s.HS, "cuda", "attention_bwd", "dq"), expect_shape(dout, rows, s.NH * s.HS, "cuda", "attention_bwd", "dout");
-  expect_shape(dk, keys, s.NKV * s.HS, "cuda", "attention_bwd", "dk"), expect_shape(dv, keys, s.NKV * s.HS, "cuda", "attention_bwd", "dv");
-  expect_shape(lse, rows, s.NH, "cuda", "attention_bwd", "lse"), expect_shape(delta, rows, s.NH, "cuda", "attention_bwd", "delta");
+  check_attention<Tensor<const float>, Tensor<const float>>(s, "cuda", "attention_bwd", {dq}, {dk, dv}, {lse, delta},
+                                                      {"dq", "dk", "dv", "lse", "delta"});
+  check_attention<Tensor<const bf16>, Tensor<const bf16>>(s, "cuda", "attention_bwd", {dout, q}, {k, v}, {},
+                                                  {"dout", "q", "k", "v"});
   const gpu::FlashShape fs = flash_of(s);
   if (fs.mask == gpu::Mask::kSkip) return;
   gpu::flash_bwd(fs, bits(q.data), bits(k.data), bits(v.data), bits(dout.data), lse.data, delta.data, dq.data,
@@ -351,17 +350,16 @@ void Cuda::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
 void Cuda::xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float> z, Tensor<const float> mx,
                         Tensor<const int32_t> target, int64_t v0) const {
   const int64_t rows = z.size(0);
-  CHECK(sum.numel() == rows && zt.numel() == rows && mx.numel() == rows && target.numel() == rows,
-        "cuda::xent_row_sum: row counts differ");
+  check_rows(rows, "cuda", "xent_row_sum", sum, zt, mx, target);
   gpu::xent_row_sum(z.data, rows, z.row_size(), mx.data, target.data, v0, sum.data, zt.data, stream_);
 }
 
 void Cuda::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const float> mx, Tensor<const double> sum,
                      Tensor<const double> zt, Tensor<const int32_t> target, Tensor<double> acc) const {
   const int64_t rows = target.numel();
-  CHECK(mx.numel() == rows && sum.numel() == rows && zt.numel() == rows &&
-            (loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
-        "cuda::xent_rows: row counts differ");
+  check_rows(rows, "cuda", "xent_rows", mx, sum, zt);
+  CHECK((loss.empty() || loss.numel() == rows) && (top1.empty() || top1.numel() == rows),
+        "cuda::xent_rows: loss or top1 has another row count than the {} targets", rows);
   CHECK(acc.numel() == 2, "cuda::xent_rows: acc holds {} values, expected 2 (loss sum, count)", acc.numel());
   const size_t ws = gpu::xent_rows_workspace_bytes();
   gpu::xent_rows(mx.data, sum.data, zt.data, target.data, rows, loss.empty() ? nullptr : loss.data,
@@ -371,7 +369,7 @@ void Cuda::xent_rows(Tensor<float> loss, Tensor<uint8_t> top1, Tensor<const floa
 void Cuda::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
                      Tensor<const int32_t> target, int64_t v0, float scale) const {
   const int64_t rows = z.size(0);
-  CHECK(mx.numel() == rows && sum.numel() == rows && target.numel() == rows, "cuda::xent_grad: row counts differ");
+  check_rows(rows, "cuda", "xent_grad", mx, sum, target);
   gpu::xent_grad(z.data, rows, z.row_size(), mx.data, sum.data, target.data, v0, scale, stream_);
 }
 
