@@ -2,7 +2,8 @@
 //   Same math, shapes and outputs as flash_fwd.cu (see there). Block = 2 warpgroups × 64 query
 //   rows; S = Q·Kᵀ by wgmma m64n64k16 with Q and K read from 128B-swizzled shared memory through
 //   descriptors; P stays in registers and O += P·V by wgmma m64n{HS}k16 with V read transposed
-//   (MN-major) from shared memory. K/V tiles of 64 keys double-buffered by cp.async.
+//   (MN-major) from shared memory. K/V tiles of 64 keys double-buffered by cp.async. Two blocks
+//   per SM (128 registers; at HS=128 a few spilled) overlap one's softmax with the other's MMAs.
 //   Limits: HS 64 or 128; sm_90a (the launcher falls back to the mma.sync kernel elsewhere).
 #include <cuda_runtime.h>
 
@@ -16,11 +17,6 @@ namespace longctx::gpu {
 namespace {
 
 constexpr int BC = 64, WG = 2, THREADS = WG * 128, BR = WG * 64;
-// Blocks per SM the register budget is cut for: at HS=128, two blocks (128 registers, a few
-// spilled) ran 21% faster than one (166 registers); at HS=64 one block was 3% faster
-// (docs/PERFORMANCE.md, v5).
-template <int HS>
-constexpr int kMinBlocks = HS == 128 ? 2 : 1;
 
 struct Args {
   const __nv_bfloat16 *q, *k, *v;
@@ -30,9 +26,111 @@ struct Args {
   float scale_log2;
 };
 
+// One tile's online softmax for this thread's two rows (row[hr]): masks the scores where the
+// tile crosses the end of the keys or the diagonal, turns sc into P = exp2(S·scale_log2 - m)
+// in place, updates the running max m and sum l, and returns each row's rescale of O in corr.
+// sc[4·nt + e] is (row g + 8·(e/2), key 8·nt + 2c + e%2), as mma.sync's C.
+__device__ __forceinline__ void online_softmax(float (&sc)[32], float (&m)[2], float (&l)[2], float (&corr)[2],
+                                               const FlashShape& s, float scale_log2, int t, int64_t q0,
+                                               const int64_t (&row)[2], int c) {
+  const int64_t tile_last = int64_t(t + 1) * BC - 1;
+  const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float mx = -INFINITY;  // on raw scores: the scale is positive, so the max commutes with it
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sc[4 * nt + 2 * hr + e];
+        if (edge) {
+          const int64_t j = int64_t(t) * BC + nt * 8 + 2 * c + e;
+          if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) x = -INFINITY;
+        }
+        mx = fmaxf(mx, x);
+      }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+    const float m_new = fmaxf(m[hr], mx * scale_log2), m_use = m_new == -INFINITY ? 0.f : m_new;
+    corr[hr] = exp2f(m[hr] - m_use);
+    m[hr] = m_new;
+    float sum = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float& x = sc[4 * nt + 2 * hr + e];
+        x = exp2f(fmaf(x, scale_log2, -m_use));  // scale and shift in one instruction
+        sum += x;
+      }
+    l[hr] = l[hr] * corr[hr] + sum;
+  }
+}
+
+// P (bf16) as the A fragments of O += P·V: 16 keys per k-step.
+__device__ __forceinline__ void pack_p(const float (&sc)[32], uint32_t (&pa)[BC / 16][4]) {
+#pragma unroll
+  for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) pa[kk][i] = pack_bf16(sc[8 * kk + 2 * i], sc[8 * kk + 2 * i + 1]);
+}
+
+// S (64 x 64 per warpgroup) = Q Kᵀ over HS/16 k-steps; k-step kk is 32 bytes into panel kk/4.
 template <int HS>
-__global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kernel(const Args a) {
-  constexpr int DN = HS / 2;  // O accumulator floats per thread (64 x HS over 128 threads)
+__device__ __forceinline__ void issue_s(float (&sc)[32], const __nv_bfloat16* Qw, const __nv_bfloat16* Kt) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < HS / 16; ++kk)
+    wgmma_ss_n64(sc, smem_desc(Qw + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
+                 smem_desc(Kt + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024), kk > 0);
+  wgmma_commit();
+}
+
+// O += P V: P as register A fragments, V transposed (MN-major) from smem. One commit group.
+template <int HS>
+__device__ __forceinline__ void issue_pv(float* o, const uint32_t (&pa)[BC / 16][4], const __nv_bfloat16* Vt) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BC / 16; ++kk) {
+    const uint64_t dv = smem_desc(Vt + kk * 16 * 64, BC * 128, 1024);
+    if constexpr (HS == 128) wgmma_rs_n128(o, pa[kk], dv);
+    else wgmma_rs_n64(o, pa[kk], dv);
+  }
+  wgmma_commit();
+}
+
+// O, lse of this thread's two rows (normalised by the row sums).
+template <int HS>
+__device__ __forceinline__ void store_o(const float* o, const float (&m)[2], const float (&l)[2], const Args& a,
+                                        const int64_t (&row)[2], int64_t b, int64_t h, int c) {
+  const FlashShape& s = a.s;
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    float L = l[hr];
+    L += __shfl_xor_sync(0xffffffff, L, 1);
+    L += __shfl_xor_sync(0xffffffff, L, 2);
+    if (row[hr] >= s.Tq) continue;
+    const float inv = L > 0.f ? 1.f / L : 0.f;
+    const int64_t orow = b * s.q_sb + row[hr] * s.q_st + h * s.q_sh;
+    const int64_t o32row = ((b * s.Tq + row[hr]) * s.NH + h) * HS;
+#pragma unroll
+    for (int j = 0; j < HS / 8; ++j) {
+      const float x0 = o[4 * j + 2 * hr] * inv, x1 = o[4 * j + 2 * hr + 1] * inv;
+      const int col = j * 8 + 2 * c;
+      if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + col) = __floats2bfloat162_rn(x0, x1);
+      if (a.o32) *reinterpret_cast<float2*>(a.o32 + o32row + col) = make_float2(x0, x1);
+    }
+    if (c == 0)
+      a.lse[(b * s.Tq + row[hr]) * s.NH + h] = L > 0.f ? (m[hr] + log2f(L)) * 0.69314718056f : -INFINITY;
+  }
+}
+
+// S, softmax and P·V of each tile in turn. Two blocks per SM: at HS=128 21% faster than one
+// (docs/PERFORMANCE.md, v5); at HS=64 the kernel needs only 114 registers. (A software-pipelined
+// HS=64 variant, the next tile's S issued before this tile's softmax, needed 184 registers, so
+// one block per SM, and ran at 164-171 TFLOP/s against this kernel's 231: v10.)
+template <int HS>
+__global__ void __launch_bounds__(THREADS, 2) flash_fwd_wgmma_kernel(const Args a) {
   extern __shared__ unsigned char smem_raw[];
   // Descriptors assume 1024-byte aligned 8-row groups.
   __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
@@ -47,8 +145,7 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
   const __nv_bfloat16* qb = a.q + b * s.q_sb + h * s.q_sh;
   const __nv_bfloat16* kb = a.k + b * s.k_sb + kvh * s.k_sh;
   const __nv_bfloat16* vb = a.v + b * s.k_sb + kvh * s.k_sh;
-  const int64_t kend = visible_key_end(s, q0, BR);  // keys any row of the block may see
-  const int ntiles = int((kend + BC - 1) / BC);
+  const int ntiles = int((visible_key_end(s, q0, BR) + BC - 1) / BC);  // tiles any row may see
 
   load_sw128<BR, HS, THREADS>(Qs, qb, s.q_st, q0, s.Tq);
   if (ntiles > 0) {
@@ -57,7 +154,7 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
   }
   cp_async_commit();
 
-  float o[DN] = {};
+  float o[HS / 2] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const int64_t row[2] = {q0 + wg * 64 + warp * 16 + g, q0 + wg * 64 + warp * 16 + g + 8};
   const __nv_bfloat16* Qw = Qs + wg * 64 * 64;  // this warpgroup's 64 rows in each panel
@@ -74,106 +171,36 @@ __global__ void __launch_bounds__(THREADS, kMinBlocks<HS>) flash_fwd_wgmma_kerne
     }
     cp_async_commit();
 
-    // S (64 x 64 per warpgroup) = Q Kᵀ over HS/16 k-steps; k-step kk is 32 bytes into panel kk/4.
-    float sc[32];
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < HS / 16; ++kk) {
-      const uint64_t dq = smem_desc(Qw + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024);
-      const uint64_t dk = smem_desc(Kt + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024);
-      wgmma_ss_n64(sc, dq, dk, kk > 0);
-    }
-    wgmma_commit();
+    float sc[32], corr[2];
+    issue_s<HS>(sc, Qw, Kt);
     wgmma_wait0();
-
-    // Online softmax; sc[4·nt + e] is (row g + 8·(e/2), key 8·nt + 2c + e%2), as mma.sync's C.
-    const int64_t tile_last = int64_t(t + 1) * BC - 1;
-    const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
+    online_softmax(sc, m, l, corr, s, a.scale_log2, t, q0, row, c);
+    // Once a row's maximum settles, corr is 1: skip the rescale when the whole warp agrees (HS=128:
+    // +3%; at HS=64 the vote cost more than it saved, -4%: docs/PERFORMANCE.md v8).
+    if (HS == 64 || __any_sync(0xffffffff, corr[0] != 1.f || corr[1] != 1.f)) {
 #pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      float mx = -INFINITY;  // on raw scores: the scale is positive, so the max commutes with it
+      for (int j = 0; j < HS / 8; ++j)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = sc[4 * nt + 2 * hr + e];
-          if (edge) {
-            const int64_t j = int64_t(t) * BC + nt * 8 + 2 * c + e;
-            if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) x = -INFINITY;
-          }
-          mx = fmaxf(mx, x);
-        }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-      const float m_new = fmaxf(m[hr], mx * a.scale_log2), m_use = m_new == -INFINITY ? 0.f : m_new;
-      const float corr = exp2f(m[hr] - m_use);
-      m[hr] = m_new;
-      float sum = 0.f;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = sc[4 * nt + 2 * hr + e];
-          x = exp2f(fmaf(x, a.scale_log2, -m_use));  // scale and shift in one instruction
-          sum += x;
-        }
-      l[hr] = l[hr] * corr + sum;
-      // Once a row's maximum settles, corr is 1: skip the rescale when the whole warp agrees
-      // (HS=128: +3%; at HS=64 the vote cost more than it saved, -4%: docs/PERFORMANCE.md v8).
-      if (HS == 64 || __any_sync(0xffffffff, corr != 1.f)) {
-#pragma unroll
-        for (int j = 0; j < DN / 4; ++j) o[4 * j + 2 * hr] *= corr, o[4 * j + 2 * hr + 1] *= corr;
-      }
+        for (int hr = 0; hr < 2; ++hr) o[4 * j + 2 * hr] *= corr[hr], o[4 * j + 2 * hr + 1] *= corr[hr];
     }
-    // O += P V: P as register A fragments (16 keys per k-step), V transposed (MN-major) from smem.
     uint32_t pa[BC / 16][4];  // all A fragments ready before the first wgmma reads any
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) pa[kk][i] = pack_bf16(sc[8 * kk + 2 * i], sc[8 * kk + 2 * i + 1]);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; ++kk) {
-      const uint64_t dv = smem_desc(Vt + kk * 16 * 64, BC * 128, 1024);
-      if constexpr (HS == 128) wgmma_rs_n128(o, pa[kk], dv);
-      else wgmma_rs_n64(o, pa[kk], dv);
-    }
-    wgmma_commit();
+    pack_p(sc, pa);
+    issue_pv<HS>(o, pa, Vt);
     wgmma_wait0();
   }
   cp_async_wait<0>();
-
-#pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    float L = l[hr];
-    L += __shfl_xor_sync(0xffffffff, L, 1);
-    L += __shfl_xor_sync(0xffffffff, L, 2);
-    if (row[hr] >= s.Tq) continue;
-    const float inv = L > 0.f ? 1.f / L : 0.f;
-    const int64_t orow = b * s.q_sb + row[hr] * s.q_st + h * s.q_sh;
-    const int64_t o32row = ((b * s.Tq + row[hr]) * s.NH + h) * HS;
-#pragma unroll
-    for (int j = 0; j < DN / 4; ++j) {
-      const float x0 = o[4 * j + 2 * hr] * inv, x1 = o[4 * j + 2 * hr + 1] * inv;
-      const int col = j * 8 + 2 * c;
-      if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + col) = __floats2bfloat162_rn(x0, x1);
-      if (a.o32) *reinterpret_cast<float2*>(a.o32 + o32row + col) = make_float2(x0, x1);
-    }
-    if (c == 0)
-      a.lse[(b * s.Tq + row[hr]) * s.NH + h] = L > 0.f ? (m[hr] + log2f(L)) * 0.69314718056f : -INFINITY;
-  }
+  store_o<HS>(o, m, l, a, row, b, h, c);
 }
 
-template <int HS>
-void launch(const Args& a, cudaStream_t st) {
-  const size_t smem = size_t(BR + 4 * BC) * HS * sizeof(__nv_bfloat16) + 1024;
+template <int HS, typename Kernel>
+void launch(Kernel kernel, size_t smem, const Args& a, cudaStream_t st) {
   static bool configured = false;
   if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_wgmma_kernel<HS>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     configured = true;
   }
   const dim3 grid(unsigned((a.s.Tq + BR - 1) / BR), unsigned(a.s.NH), unsigned(a.s.B));
-  flash_fwd_wgmma_kernel<HS><<<grid, THREADS, smem, st>>>(a);
+  kernel<<<grid, THREADS, smem, st>>>(a);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -186,8 +213,9 @@ void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, 
          reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<__nv_bfloat16*>(o), o32, lse, s,
          float(1.4426950408889634 / std::sqrt(double(s.HS)))};
   auto st = static_cast<cudaStream_t>(stream);
-  if (s.HS == 128) launch<128>(a, st);
-  else launch<64>(a, st);
+  const size_t smem = size_t(BR + 4 * BC) * s.HS * sizeof(__nv_bfloat16) + 1024;
+  if (s.HS == 128) launch<128>(flash_fwd_wgmma_kernel<128>, smem, a, st);
+  else launch<64>(flash_fwd_wgmma_kernel<64>, smem, a, st);
 }
 
 }  // namespace longctx::gpu
