@@ -179,3 +179,23 @@ TEST_CASE("the peak RSS of a real CPU run is within the stated margin of the pla
   CHECK(grow_plan > 200.0 * 1048576);  // the large batch is large enough to tell
   CHECK(std::abs(grow_rss - grow_plan) <= 0.10 * grow_plan);
 }
+
+TEST_CASE("plan counts a deck whose stages change the layout per layout, and names the stage that does not fit", "[e2e]") {
+  // tiny.toml's stage 2 on sp 2 (the way `longctx stages` runs it: a job of its own), then at
+  // 16M tokens, which 64 MiB cannot hold while stage 1 fits.
+  const std::string sets = " --set run.device=cpu --set stage.2.sp=2";
+  std::string out;
+  int rc = run_command(std::string(kBin) + " plan input/tiny.toml --memory 64T" + sets, &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "2 layouts, one batch job each"));
+  CHECK(contains(out, "== stage 1 | 1 ranks: dp 1 × sp 1 × tp 1"));
+  CHECK(contains(out, "== stage 2 | 2 ranks: dp 1 × sp 2 × tp 1"));
+  CHECK(contains(out, "      2       1024×2"));  // stage 2's row keeps its deck number
+  CHECK(contains(out, "verdict (CPU backend, run.device = \"cpu\"): fits"));
+  rc = run_command(std::string(kBin) + " plan input/tiny.toml --memory 1G --set stage.2.seq_len=16777216" + sets, &out);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(contains(out, "train: activations of stage 2 (seq_len 16777216, micro_batch 2) do not fit"));
+  CHECK(contains(out, "verdict (CPU backend, run.device = \"cpu\"): does not fit (stage 2)"));
+}

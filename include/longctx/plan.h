@@ -42,14 +42,16 @@ bool plan_backend_available(PlanBackend b);
 // dpsp_rank (of dp·sp), as training allocates them on backend b. No device, no MPI.
 RankNeed count_rank(PlanBackend b, const Config& cfg, int tp_rank, int sp_rank, int dpsp_rank);
 
-// "stage 2 (seq_len 4096, micro_batch 1)", per stage: the memory plan's names.
-std::vector<std::string> stage_names(const Config& cfg);
+// "stage 2 (seq_len 4096, micro_batch 1)", per stage: the memory plan's names (numbered from
+// first + 1 when cfg holds a deck's stages from index `first` on).
+std::vector<std::string> stage_names(const Config& cfg, size_t first = 0);
 
 }  // namespace longctx
 
 namespace longctx {
 
-// `longctx plan DECK`: the memory plan of every rank of the deck's layout, in one process.
+// `longctx plan DECK`: the memory plan of every rank of the deck's layout, in one process; a deck
+// whose stages set their own layouts is planned per layout (each run of stages is one job).
 struct PlanOptions {
   int64_t memory = -1;      // host bytes per node (--memory); -1: this machine's (available_memory)
   int64_t gpu_memory = -1;  // bytes per GPU (--gpu-memory); -1: LONGCTX_GPU_MEMORY, this machine's GPU, or unknown

@@ -1,4 +1,4 @@
-// plan.cpp — `longctx plan DECK` (plan.h): the memory plan of every rank of the deck's layout,
+// plan.cpp — `longctx plan DECK` (plan.h): the memory plan of every rank of each of the deck's layouts,
 // counted in one process as each rank's StepEngine counts it before allocating, per stage and per
 // backend, with node and GPU totals and the verdict train would reach.
 #include "longctx/plan.h"
@@ -26,7 +26,7 @@ struct Verdict {
 // Follows check_memory_fits: the first check (state alone, then state + each stage) that fails on
 // some pool, the figures of the pool that misses it by the most, and the same message.
 Verdict judge(const std::vector<RankNeed>& ranks, int64_t per, double avail, const std::string& from,
-              const char* pool_name, const Config& cfg) {
+              const char* pool_name, const Config& cfg, size_t first) {
   const size_t S = cfg.stages.size(), R = ranks.size(), P = (R + size_t(per) - 1) / size_t(per);
   std::vector<std::vector<double>> need(P, std::vector<double>(S + 1, 0.0));
   for (size_t r = 0; r < R; ++r) {
@@ -68,7 +68,7 @@ Verdict judge(const std::vector<RankNeed>& ranks, int64_t per, double avail, con
     if (k > 0) act = std::max(act, double(r.peaks[k - 1]));
   }
   const int in_pool = int(std::min<size_t>(size_t(per), R - worst * size_t(per)));
-  const MemoryRefusal m = memory_refusal("train", pool_name, k == 0 ? "" : stage_names(cfg)[k - 1], need[worst][k],
+  const MemoryRefusal m = memory_refusal("train", pool_name, k == 0 ? "" : stage_names(cfg, first)[k - 1], need[worst][k],
                                          avail, in_pool, from, largest, act);
   v.fits = false;
   v.text = fmt::format("DOES NOT FIT (train refuses it):\n  {}\n  hint: {}", m.message, m.hint);
@@ -76,7 +76,8 @@ Verdict judge(const std::vector<RankNeed>& ranks, int64_t per, double avail, con
 }
 
 // The breakdown of one backend: the largest rank's figures per stage, the pool totals, the verdict.
-Verdict report(PlanBackend b, const Config& cfg, int64_t per, double avail, const std::string& from,
+// cfg holds the stages of one layout, the first of them the deck's stage first + 1.
+Verdict report(PlanBackend b, const Config& cfg, size_t first, int64_t per, double avail, const std::string& from,
                const char* pool_name) {
   const ParallelConfig& p = cfg.parallel;
   const int64_t world = p.dp * p.sp * p.tp;
@@ -108,16 +109,42 @@ Verdict report(PlanBackend b, const Config& cfg, int64_t per, double avail, cons
         sum += double(ranks[r].state.total() + ranks[r].peaks[i]);
       pool_peak = std::max(pool_peak, sum);
     }
-    out += fmt::format("  {:>5} {:>12} {:>12} {:>14} {:>12} {:>10} {:>11} {:>11} {:>13}\n", i + 1,
+    out += fmt::format("  {:>5} {:>12} {:>12} {:>14} {:>12} {:>10} {:>11} {:>11} {:>13}\n", first + i + 1,
                        fmt::format("{}×{}", cfg.stages[i].seq_len, cfg.stages[i].micro_batch),
                        format_bytes(double(n.activations)), format_bytes(double(n.activations_other)),
                        format_bytes(double(n.ring)), format_bytes(double(n.head)), format_bytes(double(n.scratch)),
                        format_bytes(double(w.state.total() + w.peaks[i])), format_bytes(pool_peak));
   }
   out += "  (peak: the state plus the largest arena and op scratch of the stages so far: neither shrinks)\n";
-  Verdict v = judge(ranks, per, avail, from, pool_name, cfg);
+  Verdict v = judge(ranks, per, avail, from, pool_name, cfg, first);
   v.text = out + "  " + pool_name + ": " + v.text + "\n";
   return v;
+}
+
+
+// The deck's stages in runs of one process grid (each run is one job: `longctx stages` writes one
+// per stage), as configs of their own: [parallel] set to the run's layout, only its stages.
+struct LayoutGroup {
+  size_t first = 0;  // the deck's index of the group's first stage
+  Config cfg;
+};
+std::vector<LayoutGroup> layout_groups(const Config& deck) {
+  std::vector<LayoutGroup> groups;
+  for (size_t i = 0; i < deck.stages.size(); ++i) {
+    const ParallelConfig p = deck.stage_layout(i);
+    if (groups.empty() || !same_grid(groups.back().cfg.parallel, p)) {
+      LayoutGroup g{i, deck};
+      g.cfg.parallel = p, g.cfg.stages.clear();
+      groups.push_back(std::move(g));
+    }
+    groups.back().cfg.stages.push_back(deck.stages[i]);
+  }
+  return groups;
+}
+
+std::string describe_layout(const ParallelConfig& p) {
+  return fmt::format("{} ranks: dp {} × sp {} × tp {} (tp_mode {})", p.dp * p.sp * p.tp, p.dp, p.sp, p.tp,
+                     to_string(p.tp_mode));
 }
 
 }  // namespace
@@ -128,48 +155,67 @@ int plan_main(const std::string& deck, const std::vector<std::string>& overrides
   CHECK_ALIKE(size == 1, "run `longctx plan DECK` as one process, without mpirun: it counts every rank itself",
               "plan: started as {} MPI ranks; it computes every rank of the deck's layout in one process", size);
   const Config cfg = load_config(deck, overrides, MPI_COMM_WORLD);
-  const ParallelConfig& p = cfg.parallel;
-  const int64_t world = p.dp * p.sp * p.tp;
-  const int64_t per_node = opt.ranks_per_node > 0 ? std::min(opt.ranks_per_node, world) : world;
   CHECK_HINT(opt.ranks_per_gpu >= 1, "--ranks-per-gpu N, N >= 1", "plan: --ranks-per-gpu {}", opt.ranks_per_gpu);
-  std::printf("plan: %s | %lld ranks: dp %lld × sp %lld × tp %lld (tp_mode %s) | %lld parameters | %lld ranks per "
-              "node, %lld per GPU\n", deck.c_str(), (long long)world, (long long)p.dp, (long long)p.sp,
-              (long long)p.tp, std::string(to_string(p.tp_mode)).c_str(),
-              (long long)make_param_layout(cfg.model).total, (long long)per_node, (long long)opt.ranks_per_gpu);
+  const std::vector<LayoutGroup> groups = layout_groups(cfg);
+  const int64_t n_params = make_param_layout(cfg.model).total;
+  const std::string per_node_text = opt.ranks_per_node > 0 ? fmt::format("{} ranks per node", opt.ranks_per_node)
+                                                           : std::string("every rank on one node");
+  if (groups.size() == 1)
+    std::printf("plan: %s | %s | %lld parameters | %s, %lld per GPU\n", deck.c_str(),
+                describe_layout(cfg.parallel).c_str(), (long long)n_params, per_node_text.c_str(),
+                (long long)opt.ranks_per_gpu);
+  else
+    std::printf("plan: %s | %lld parameters | %zu layouts, one batch job each (`longctx stages` writes them) | %s, "
+                "%lld per GPU\n", deck.c_str(), (long long)n_params, groups.size(), per_node_text.c_str(),
+                (long long)opt.ranks_per_gpu);
 
   std::string host_from = "--memory";
   double host = double(opt.memory);
   if (opt.memory < 0) host = double(available_memory(&host_from)), host_from += " of this machine";
-  const Verdict cpu = report(PlanBackend::cpu, cfg, per_node, host, host_from, "node");
-  std::fputs(cpu.text.c_str(), stdout);
+  const bool gpu_built = plan_backend_available(PlanBackend::cuda);
+  std::string gpu_from = "--gpu-memory";
+  double dev = double(opt.gpu_memory);
+  if (gpu_built && opt.gpu_memory < 0 && (std::getenv("LONGCTX_GPU_MEMORY") || cuda_device_count() > 0))
+    dev = double(available_gpu_memory(0, &gpu_from)), gpu_from += " (device 0)";
+  else if (opt.gpu_memory < 0)
+    gpu_from = "no --gpu-memory and no GPU here";
 
-  Verdict gpu;
-  if (plan_backend_available(PlanBackend::cuda)) {
-    std::string gpu_from = "--gpu-memory";
-    double dev = double(opt.gpu_memory);
-    if (opt.gpu_memory < 0 && (std::getenv("LONGCTX_GPU_MEMORY") || cuda_device_count() > 0))
-      dev = double(available_gpu_memory(0, &gpu_from)), gpu_from += " (device 0)";
-    else if (opt.gpu_memory < 0)
-      gpu_from = "no --gpu-memory and no GPU here";
-    gpu = report(PlanBackend::cuda, cfg, std::min(opt.ranks_per_gpu, world), dev, gpu_from, "GPU");
-    std::fputs(gpu.text.c_str(), stdout);
-    if (!cuda_supports_head_size(cfg.model.head_size()))
-      std::printf("  (the GPU kernels take head sizes 64 and 128; this model's is %lld: run.device = \"auto\" "
-                  "trains it on the CPU)\n", (long long)cfg.model.head_size());
-  } else {
-    std::printf("\nGPU (bf16) backend: not in this build (make with CUDA=1): not planned\n");
-  }
-  // The verdict of the backend the run would use: run.device, or for "auto" the GPU when its
-  // memory is known (given, or a GPU here) and its kernels take the model, else the CPU.
+  // Per layout, both backends; the verdict is that of the backend the run would use: run.device,
+  // or for "auto" the GPU when its memory is known (given, or a GPU here) and its kernels take the
+  // model, else the CPU.
   const bool on_gpu = cfg.run.device == Device::cuda ||
-                      (cfg.run.device == Device::automatic && gpu.known &&
+                      (cfg.run.device == Device::automatic && gpu_built && dev >= 0 &&
                        cuda_supports_head_size(cfg.model.head_size()));
-  const Verdict& used = on_gpu ? gpu : cpu;
+  bool known = true, fits = true;
+  std::string failed;  // the stages whose layout does not fit
+  for (const LayoutGroup& g : groups) {
+    const Config& c = g.cfg;
+    const int64_t world = c.parallel.dp * c.parallel.sp * c.parallel.tp;
+    const int64_t per_node = opt.ranks_per_node > 0 ? std::min(opt.ranks_per_node, world) : world;
+    const std::string stages = c.stages.size() == 1 ? fmt::format("stage {}", g.first + 1)
+                                                    : fmt::format("stages {}-{}", g.first + 1, g.first + c.stages.size());
+    if (groups.size() > 1) std::printf("\n== %s | %s\n", stages.c_str(), describe_layout(c.parallel).c_str());
+    const Verdict cpu = report(PlanBackend::cpu, c, g.first, per_node, host, host_from, "node");
+    std::fputs(cpu.text.c_str(), stdout);
+    Verdict gpu;
+    if (gpu_built) {
+      gpu = report(PlanBackend::cuda, c, g.first, std::min(opt.ranks_per_gpu, world), dev, gpu_from, "GPU");
+      std::fputs(gpu.text.c_str(), stdout);
+    }
+    const Verdict& used = on_gpu ? gpu : cpu;
+    known = known && used.known;
+    if (used.known && !used.fits) fits = false, failed += (failed.empty() ? "" : ", ") + stages;
+  }
+  if (!gpu_built) std::printf("\nGPU (bf16) backend: not in this build (make with CUDA=1): not planned\n");
+  else if (!cuda_supports_head_size(cfg.model.head_size()))
+    std::printf("  (the GPU kernels take head sizes 64 and 128; this model's is %lld: run.device = \"auto\" "
+                "trains it on the CPU)\n", (long long)cfg.model.head_size());
   std::printf("\nverdict (%s backend, run.device = \"%s\"): %s\n", on_gpu ? "GPU" : "CPU",
               std::string(to_string(cfg.run.device)).c_str(),
-              !used.known ? "memory unknown: not checked" : used.fits ? "fits" : "does not fit");
+              !fits ? fmt::format("does not fit ({})", failed).c_str()
+                    : known ? "fits" : "memory unknown: not checked");
   std::fflush(stdout);
-  return used.known && !used.fits ? 1 : 0;
+  return fits ? 0 : 1;
 }
 
 }  // namespace longctx

@@ -92,10 +92,10 @@ RankNeed count_rank(PlanBackend b, const Config& cfg, int tp_rank, int sp_rank, 
   return count<Cpu>(cfg, tp_rank, sp_rank, dpsp_rank);
 }
 
-std::vector<std::string> stage_names(const Config& cfg) {
+std::vector<std::string> stage_names(const Config& cfg, size_t first) {
   std::vector<std::string> names;
   for (size_t i = 0; i < cfg.stages.size(); ++i)
-    names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", i + 1, cfg.stages[i].seq_len,
+    names.push_back(fmt::format("stage {} (seq_len {}, micro_batch {})", first + i + 1, cfg.stages[i].seq_len,
                                 cfg.stages[i].micro_batch));
   return names;
 }
