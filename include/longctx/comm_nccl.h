@@ -4,10 +4,15 @@
 // StagedMpiComm (comm_staged.h).
 //
 // One NCCL communicator per group, made collectively from a unique id that the group's rank 0
-// creates and MPI broadcasts. Every operation is enqueued on its stream (fp32, bf16 sums — NCCL
-// adds bf16 in its own order and rounds per step —, f64, i32, u8); the call returns at once. An
-// exchange is a grouped ncclSend/ncclRecv on the stream; it completes in stream order, so wait()
-// only makes a stream that differs from the exchange's wait for it (an event).
+// creates and MPI broadcasts. Every operation is enqueued without a host wait (fp32, bf16 sums —
+// NCCL adds bf16 in its own order and rounds per step —, f64, i32, u8). The collectives run on the
+// caller's stream. An exchange (the ring's K/V and dK/dV) runs on the communicator's own
+// communication stream, so that it overlaps the attention kernels the caller enqueues meanwhile:
+// the communication stream first waits for an event recorded on the caller's stream (the send
+// buffer is written, and the receive buffer no longer read, by the work enqueued before the
+// exchange), runs the grouped ncclSend/ncclRecv, and records a second event, which wait() makes
+// the caller's stream wait for. Events only: no host synchronisation in the step. Exchanges of one
+// communicator run in the order they were issued (one communication stream), alike on every rank.
 #pragma once
 
 #include <cstdint>
@@ -37,11 +42,14 @@ class NcclComm final : public Comm {
   void do_progress(Handle& h) const override {}
 
   struct Pending {
-    void* event = nullptr;  // cudaEvent_t recorded after the exchange on its stream
+    void* ready = nullptr;   // cudaEvent_t on the caller's stream: the buffers may be touched
+    void* done = nullptr;    // cudaEvent_t on the communication stream: the exchange completed
+    void* stream = nullptr;  // the caller's cudaStream_t, which wait() orders after `done`
     bool busy = false;
     uint32_t gen = 0;
   };
-  void* comm_ = nullptr;  // ncclComm_t
+  void* comm_ = nullptr;   // ncclComm_t
+  void* side_ = nullptr;   // cudaStream_t (non-blocking) of the exchanges
   mutable std::vector<Pending> pending_;
 };
 

@@ -43,12 +43,17 @@ NcclComm::NcclComm(MPI_Comm c) {
   ncclComm_t comm = nullptr;
   nccl_ok(ncclCommInitRank(&comm, size_, id, rank_), "ncclCommInitRank");
   comm_ = comm;
+  cudaStream_t side = nullptr;
+  cuda_ok(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  side_ = side;
 }
 
 NcclComm::~NcclComm() {
   for (Pending& p : pending_)
-    if (p.event) cudaEventDestroy(static_cast<cudaEvent_t>(p.event));
+    for (void* e : {p.ready, p.done})
+      if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
   if (comm_) ncclCommDestroy(nc(comm_));
+  if (side_) cudaStreamDestroy(st(Stream{side_}));
 }
 
 void NcclComm::do_all_reduce(void* x, int64_t n, DType t, ReduceOp op, Stream s) const {
@@ -71,25 +76,29 @@ Comm::Handle NcclComm::do_exchange(const void* send, void* recv, int64_t n, DTyp
                                    int /*channel*/, Stream s) const {
   const Handle h = acquire_slot(pending_);
   Pending& p = pending_[size_t(h.id)];
-  if (!p.event) {
-    cudaEvent_t e = nullptr;
-    cuda_ok(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-    p.event = e;
-  }
+  for (void** e : {&p.ready, &p.done})
+    if (!*e) {
+      cudaEvent_t ev = nullptr;
+      cuda_ok(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+      *e = ev;
+    }
+  const cudaStream_t side = st(Stream{side_});
+  cuda_ok(cudaEventRecord(static_cast<cudaEvent_t>(p.ready), st(s)), "cudaEventRecord");
+  cuda_ok(cudaStreamWaitEvent(side, static_cast<cudaEvent_t>(p.ready), 0), "cudaStreamWaitEvent");
   nccl_ok(ncclGroupStart(), "ncclGroupStart");
-  nccl_ok(ncclSend(send, size_t(n), nccl_type(t), to, nc(comm_), st(s)), "ncclSend");
-  nccl_ok(ncclRecv(recv, size_t(n), nccl_type(t), from, nc(comm_), st(s)), "ncclRecv");
+  nccl_ok(ncclSend(send, size_t(n), nccl_type(t), to, nc(comm_), side), "ncclSend");
+  nccl_ok(ncclRecv(recv, size_t(n), nccl_type(t), from, nc(comm_), side), "ncclRecv");
   nccl_ok(ncclGroupEnd(), "ncclGroupEnd");
-  cuda_ok(cudaEventRecord(static_cast<cudaEvent_t>(p.event), st(s)), "cudaEventRecord");
+  cuda_ok(cudaEventRecord(static_cast<cudaEvent_t>(p.done), side), "cudaEventRecord");
+  p.stream = s.handle;
   return h;
 }
 
-// The received data is complete in the exchange's stream order; work on the legacy default stream
-// (and every blocking stream) waits for the event, so later kernels see it.
+// The caller's stream waits for the exchange: kernels it enqueues next see the received data.
 void NcclComm::do_wait(Handle& h) const {
   if (!h.active()) return;
   Pending& p = live_slot(pending_, h);
-  cuda_ok(cudaStreamWaitEvent(nullptr, static_cast<cudaEvent_t>(p.event), 0), "cudaStreamWaitEvent");
+  cuda_ok(cudaStreamWaitEvent(st(Stream{p.stream}), static_cast<cudaEvent_t>(p.done), 0), "cudaStreamWaitEvent");
   p.busy = false;
   h.id = -1;
 }

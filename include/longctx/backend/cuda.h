@@ -3,7 +3,8 @@
 // fp32 (O, LSE) ring partials and row statistics. Its ops are the kernels of cuda/ (cuda_ops.h),
 // the flash attention of flash.h and the cuBLASLt products of cuda_gemm.h, all enqueued on the
 // backend's one stream (compute() == comm(): the staged MPI transport synchronises that stream
-// before it moves data; NCCL's overlap gets its own stream with the multi-GPU work).
+// before it moves data; NcclComm runs the ring's exchanges on a communication stream of its own,
+// ordered against this one by events, so they overlap the attention kernels: comm_nccl.h).
 //
 // Memory: alloc() is cudaMalloc, zeroed; the ops' working space (the attention merge's block
 // partials, embedding and RMSNorm backward partials, reduction results) is one device buffer
