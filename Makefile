@@ -147,9 +147,10 @@ check-deps:
 build/longctx: $(MAIN_OBJ) $(LIB_OBJ) | check-deps
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# GPU attention benchmark (tools/gpu_bench.sh runs it beside the PyTorch peers).
-bench: build/bench_attention
-build/bench_attention: $(OBJ_DIR)/tools/bench_attention.o $(LIB_OBJ) | check-deps
+# GPU benchmarks: the flash attention (tools/gpu_check.sh bench runs it beside the PyTorch peers)
+# and the ring over several GPUs (mpirun -np SP build/bench_ring: issue 11's efficiency table).
+bench: build/bench_attention build/bench_ring
+build/bench_attention build/bench_ring: build/%: $(OBJ_DIR)/tools/%.o $(LIB_OBJ) | check-deps
 	@[ -n "$(CU_SRC)" ] || { echo "longctx: the benchmark needs CUDA=1 and nvcc"; exit 1; }
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -3,7 +3,9 @@
 # [gpu][mpi] ones under mpirun -np 4 on the one GPU; optionally under compute-sanitizer), then
 # the benchmarks beside shared/bench/torch_reference.py on the same GPU: attention (bench) and
 # training steps (trainbench). Logs go to $OUT (default build/gpu-out).
-#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench]   (default: build test mpi bench)
+#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [ring]   (default: build test mpi bench)
+# ring: build/bench_ring over every GPU of the node with NCCL (NCCL_NVLS_ENABLE=0), or on one GPU a
+# two-rank functional run over the staged MPI transport.
 set -uo pipefail
 OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
@@ -12,7 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_TH
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 if [[ $steps == *build* ]]; then
   t0=$(date +%s)
-  make -j16 CUDA=1 GPU_ARCH=${GPU_ARCH:-90} all build/longctx_tests build/bench_attention NVCC_EXTRA="-Xptxas -v" \
+  make -j16 CUDA=1 GPU_ARCH=${GPU_ARCH:-90} all build/longctx_tests build/bench_attention build/bench_ring NVCC_EXTRA="-Xptxas -v" \
     > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
   echo "build: $(( $(date +%s) - t0 )) s"; head -1 "$OUT/build.log"
   grep -E "registers|spill" "$OUT/build.log" | paste - - | sed 's/ptxas info *: //' | sort | uniq -c | head -20
@@ -57,4 +59,16 @@ if [[ $steps == *trainbench* ]]; then
     tools/bench_train.sh input/gpu_1b.toml 8192 0 6
     python3 $ref --what ceilings,llama --llama 134m:8192,134m:65536:ckpt,1b:8192
   } 2>&1 | grep -v Warning | tee "$OUT/trainbench.log"
+fi
+if [[ $steps == *ring* ]]; then
+  gpus=$(nvidia-smi -L | wc -l)
+  {
+    if [ "$gpus" -ge 2 ]; then
+      for hd in 128 64; do
+        NCCL_NVLS_ENABLE=0 mpirun --oversubscribe -np "$gpus" build/bench_ring --tloc 8192,32768 --hd $hd
+      done
+    else
+      mpirun --oversubscribe -np 2 build/bench_ring --transport mpi --tloc 4096 --iters 2
+    fi
+  } 2>&1 | tee "$OUT/ring.log"
 fi
