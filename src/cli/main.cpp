@@ -22,6 +22,9 @@
 #include "longctx/train.h"
 
 using namespace longctx;
+namespace longctx {
+int tokenize_main(const std::vector<std::string>& args, int rank);
+}
 
 // Each subcommand's usage (`longctx CMD --help`); all of them together are `longctx --help`.
 struct Usage {
@@ -53,6 +56,9 @@ static const Usage kUsages[] = {
       reads attributes only). h5dump -H shows the whole tree.)"},
     {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5
       Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".)"},
+    {"tokenize", R"(  longctx tokenize TOKENIZER.json FILE... [--ids]
+      Encode text files with a Hugging Face tokenizer.json (byte-level BPE): tokens, bytes per token
+      and throughput per file; --ids prints each file's ids on one line.)"},
     // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
     {"import-hf", R"(  longctx import-hf MODEL_DIR -o OUT.h5
       Convert a Hugging Face LlamaForCausalLM directory (config.json, model.safetensors or sharded
@@ -236,6 +242,7 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
   }
   // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
   if (cmd == "import-hf") return import_hf_main(args, rank);
+  if (cmd == "tokenize") return tokenize_main(args, rank);  // src/cli/tokenize_cli.cpp
   if (cmd == "export-hf") return export_hf_main(args, rank);
   if (cmd == "forward") return forward_main(args, rank);
   print_usage("", rank, stderr);
