@@ -53,12 +53,13 @@ std::string byte_level_spelling(const std::string& bytes) {
   return out;
 }
 
-void write_small_tokenizer(const std::string& path, TokStyle style, bool pair_merges, int merges) {
+void write_small_tokenizer(const std::string& path, TokStyle style, bool pair_merges, int merges,
+                           const std::string& training) {
   // Words: the text cut before each space (the space starts the next word).
   std::vector<std::vector<int>> words;
   std::vector<std::string> tok;  // id -> bytes
   for (int b = 0; b < 256; ++b) tok.push_back(std::string(1, char(b)));
-  const std::string text = kTraining;
+  const std::string text = training.empty() ? std::string(kTraining) : training;
   for (size_t i = 0; i < text.size();) {
     size_t j = text.find(' ', i + 1);
     if (j == std::string::npos) j = text.size();

@@ -18,6 +18,8 @@ std::string byte_level_spelling(const std::string& bytes);
 // Writes a tokenizer.json; returns nothing, throws on I/O failure. `merges` > 0 limits the
 // learned merges. Added tokens: <|endoftext|> (gpt2 styles) or <|begin_of_text|>, <|eot_id|>
 // (llama3), after the model's ids.
-void write_small_tokenizer(const std::string& path, TokStyle style, bool pair_merges, int merges = 400);
+// `training` replaces the built-in training text when not empty.
+void write_small_tokenizer(const std::string& path, TokStyle style, bool pair_merges, int merges = 400,
+                           const std::string& training = "");
 
 }  // namespace longctx::test

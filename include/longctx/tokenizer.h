@@ -61,6 +61,10 @@ class Tokenizer {
   std::shared_ptr<const TokenizerData> data_;
 };
 
+// The byte offset of the first invalid UTF-8 sequence of s (overlong forms and surrogates are
+// invalid), or std::string_view::npos.
+size_t invalid_utf8_at(std::string_view s);
+
 // The per-thread state of encoding: the word cache and PCRE2's match data.
 class Encoder {
  public:

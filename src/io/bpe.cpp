@@ -8,6 +8,7 @@
 #include <queue>
 
 #include "longctx/common.h"
+#include "longctx/tokenizer.h"
 #include "tokenizer_impl.h"
 
 namespace longctx {

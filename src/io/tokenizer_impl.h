@@ -68,8 +68,6 @@ std::shared_ptr<Regex> compile_regex(const std::string& source, const std::strin
 // GPT-2's pre-tokenizer regex (ByteLevel with use_regex).
 extern const char* const kGpt2Pattern;
 
-// The byte offset of the first invalid UTF-8 sequence in s, or npos.
-size_t invalid_utf8_at(std::string_view s);
 
 }  // namespace longctx
 
