@@ -207,7 +207,7 @@ $(TOKREF):
 	@command -v node >/dev/null && command -v npm >/dev/null || { echo "longctx: the tokenizer reference test needs node and npm"; \
 	  echo "hint: apt-get install -y nodejs npm (then make tokenizer-ref)"; exit 1; }
 	@mkdir -p build
-	cd build && npm install --no-audit --no-fund --no-save --loglevel=error $(TOKREF_PKG)
+	npm install --prefix build --no-audit --no-fund --no-save --loglevel=error $(TOKREF_PKG)
 	@test -f $@ || { echo "longctx: npm did not install $(TOKREF_PKG) into build/node_modules"; exit 1; }
 
 # ---- the two README commands ------------------------------------------------------------------

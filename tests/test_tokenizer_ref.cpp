@@ -33,11 +33,14 @@ void require_reference() {
   if (!fs::exists(kLlama3)) FAIL(std::string(kLlama3) + " is missing: run make tokenizer-ref");
 }
 
-// The reference's ids for each text (no special tokens added), from tokenizer `path` ("" = Llama-3's).
-std::vector<std::vector<int32_t>> reference_ids(const std::string& path, const std::vector<std::string>& texts) {
+// The reference's ids for each text, from tokenizer `path` ("" = Llama-3's), with or without the
+// post-processor's special tokens.
+std::vector<std::vector<int32_t>> reference_ids(const std::string& path, const std::vector<std::string>& texts,
+                                                bool add_special = false) {
   const std::string dir = test::temp_dir("tokenizer-ref");
   json::Value job = json::Value::object(), arr = json::Value::array();
   job.set("tokenizer", path.empty() ? json::Value() : json::Value(fs::absolute(path).string()));
+  job.set("add_special_tokens", add_special);
   for (const auto& t : texts) arr.push(json::Value(t));
   job.set("texts", std::move(arr));
   {
@@ -72,12 +75,12 @@ std::string show(const std::vector<int32_t>& v) {
 
 // Compares every text; returns the ids compared. Each mismatch is reported with its text.
 int64_t compare(const Tokenizer& tok, const std::vector<std::string>& texts,
-                const std::vector<std::vector<int32_t>>& want, const std::string& what) {
+                const std::vector<std::vector<int32_t>>& want, const std::string& what, bool add_special = false) {
   Encoder enc(tok);
   int64_t n = 0, bad = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
     std::vector<int32_t> got;
-    enc.encode(texts[i], got);
+    enc.encode(texts[i], got, add_special);
     n += int64_t(want[i].size());
     if (got == want[i]) continue;
     size_t k = 0;
@@ -150,6 +153,11 @@ TEST_CASE("tokenizer: small GPT-2-style tokenizers equal the JavaScript referenc
       compare(tok, texts, reference_ids(path, texts), test::tok_style_name(style) + (pairs ? " (pair merges)" : ""));
     }
   }
+  // With the post-processor's specials: the Llama-3 style's template puts BOS first.
+  const std::string path = dir + "/llama3-strings.json";
+  const Tokenizer tok = Tokenizer::load(path);
+  REQUIRE(tok.prefix_ids().size() == 1);
+  compare(tok, texts, reference_ids(path, texts, true), "llama3, with special tokens", true);
 }
 
 TEST_CASE("tokenizer: where the JavaScript port departs from Hugging Face, longctx keeps Hugging Face's pieces",

