@@ -93,6 +93,28 @@ TEST_CASE("pack-text --tokenizer: per file BOS, the tokenizer's ids, --eos; the 
                Contains("packed for a vocabulary of " + std::to_string(tok.vocab_size()) + " tokens"));
     CHECK_NOTHROW(make_token_source(deck(out, tok.vocab_size(), T)));
   }
+  SECTION("read in blocks of a few bytes: the ids of the whole file") {
+    std::string big;
+    for (int i = 0; i < 40; ++i)
+      big += a + "   \n\n\t" + b + "<|eot_id|><|begin_of_text|>'S 'll " + std::to_string(i * 7919) + " ";
+    std::ofstream(dir + "/big.txt", std::ios::binary) << big;
+    for (size_t block : {size_t(1), size_t(3), size_t(7), size_t(64), size_t(1000)}) {
+      INFO("block " << block);
+      const std::string o = dir + "/big" + std::to_string(block) + ".h5";
+      PackOptions po{tj, ""};
+      po.block = block;
+      pack_text({dir + "/big.txt"}, o, po);
+      std::vector<int64_t> whole = {bos};
+      for (int32_t id : tok.encode(big)) whole.push_back(id);
+      CHECK(tokens_of(o) == whole);
+    }
+    // An invalid byte past the first block is reported at its offset in the file.
+    std::ofstream(dir + "/late.txt", std::ios::binary) << big << "caf\xe9";
+    PackOptions po{tj, ""};
+    po.block = 5;
+    CHECK_THAT(test::error_of([&] { pack_text({dir + "/late.txt"}, dir + "/late.h5", po); }),
+               Contains("not valid UTF-8 at byte " + std::to_string(big.size() + 3)));
+  }
   SECTION("a byte-level file records 259") {
     pack_text({dir + "/b.txt"}, dir + "/bytes.h5");
     CHECK(int_attr(dir + "/bytes.h5", "vocab_size") == kByteVocab);

@@ -244,3 +244,67 @@ TEST_CASE("tokenizer: invalid UTF-8 and unknown ids are refused with their posit
   CHECK_THAT(test::error_of([&] { t.encode(std::string("\xed\xa0\x80")); }), Contains("at byte 0"));  // a surrogate
   CHECK_THAT(test::error_of([&] { t.decode({1, int32_t(t.vocab_size())}); }), Contains("is not in the vocabulary"));
 }
+
+namespace {
+// Encodes `text` as a stream of blocks of random sizes (1..max_block bytes), the way pack-text
+// reads a file: each block after what the previous call left.
+std::vector<int32_t> streamed(Encoder& enc, const std::string& text, RandomStream& rng, size_t max_block) {
+  std::vector<int32_t> ids;
+  std::string buf;
+  for (size_t at = 0; at < text.size();) {
+    const size_t n = std::min(text.size() - at, size_t(1 + rng.below(max_block)));
+    buf.append(text, at, n);
+    at += n;
+    const size_t used = enc.encode_prefix(buf, at == text.size(), ids);
+    buf.erase(0, used);
+  }
+  if (!buf.empty() || text.empty()) enc.encode_prefix(buf, true, ids);
+  return ids;
+}
+}  // namespace
+
+TEST_CASE("tokenizer: a text encoded in blocks of any size gives the ids of the whole", "[tokenizer]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  RandomStream rng(seed);
+  for (const auto style : {test::TokStyle::gpt2, test::TokStyle::llama3}) {
+    const Tokenizer t = Tokenizer::load(fixture(style));
+    Encoder whole(t), blocks(t);
+    REQUIRE(blocks.streams());
+    const std::vector<std::string> specials = style == test::TokStyle::llama3
+                                                  ? std::vector<std::string>{"<|begin_of_text|>", "<|eot_id|>"}
+                                                  : std::vector<std::string>{"<|endoftext|>"};
+    int bad = 0, consumed_early = 0;
+    for (int i = 0; i < 300; ++i) {
+      std::string x;  // random UTF-8 with runs of white space, contractions and specials cut anywhere
+      for (int p = 0; p < 4; ++p) {
+        x += random_text(rng, specials);
+        const char* extra[] = {"   \n\n  ", "\r\n", "'s 'LL", " 12345678 ", "\t\t ", "...\n", "<|eot", "<|", " "};
+        x += extra[rng.below(9)];
+      }
+      std::vector<int32_t> want;
+      whole.encode(x, want);
+      const auto got = streamed(blocks, x, rng, 1 + rng.below(40));
+      if (got != want) {
+        ++bad;
+        UNSCOPED_INFO(test::tok_style_name(style) << ": " << json::dump(Value(x)));
+      }
+      std::vector<int32_t> part;
+      consumed_early += blocks.encode_prefix(x, false, part) > 0;
+    }
+    CHECK(bad == 0);
+    CHECK(consumed_early > 250);  // streaming does encode before the end
+  }
+  SECTION("a first step without a regex cannot stream: nothing before the end") {
+    Value r = hand_built({}, {});
+    Value pre = Value::object();
+    pre.set("type", "ByteLevel"), pre.set("add_prefix_space", false), pre.set("use_regex", false);
+    r.set("pre_tokenizer", pre);
+    const Tokenizer t = make(r);
+    Encoder enc(t);
+    std::vector<int32_t> ids;
+    CHECK(!enc.streams());
+    CHECK(enc.encode_prefix("some text", false, ids) == 0);
+    CHECK(ids.empty());
+  }
+}

@@ -136,9 +136,25 @@ TEST_CASE("tokenizer: Llama-3 ids equal the JavaScript reference on the corpus",
   texts.insert(texts.end(), mixed.begin(), mixed.end());
   const int64_t n = compare(tok, texts, reference_ids("", texts), "Llama-3");
   CHECK(n > 10000);
-  int64_t round_trips = 0;
-  for (const auto& t : texts) round_trips += tok.decode(tok.encode(t)) == t;
+  int64_t round_trips = 0, streamed_alike = 0;
+  Encoder whole(tok), blocks(tok);
+  RandomStream rng(seed + 1);
+  for (const auto& t : texts) {
+    round_trips += tok.decode(tok.encode(t)) == t;
+    // In blocks of 1..16 bytes (as pack-text streams a file): the ids of the whole.
+    std::vector<int32_t> want, got;
+    whole.encode(t, want);
+    std::string buf;
+    for (size_t at = 0; at < t.size() || buf.size();) {
+      const size_t n = std::min(t.size() - at, size_t(1 + rng.below(16)));
+      buf.append(t, at, n), at += n;
+      buf.erase(0, blocks.encode_prefix(buf, at == t.size(), got));
+      if (at == t.size() && !buf.empty()) buf.erase(0, blocks.encode_prefix(buf, true, got));
+    }
+    streamed_alike += got == want;
+  }
   CHECK(round_trips == int64_t(texts.size()));
+  CHECK(streamed_alike == int64_t(texts.size()));
 }
 
 TEST_CASE("tokenizer: small GPT-2-style tokenizers equal the JavaScript reference", "[tokenizer][reference]") {

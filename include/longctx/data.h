@@ -72,6 +72,7 @@ int64_t pack_text(const std::vector<std::string>& files, const std::string& out_
 struct PackOptions {
   std::string tokenizer;  // "" = byte-level
   std::string eos;        // tokenizer only: a token appended to each document
+  size_t block = size_t(16) << 20;  // tokenizer only: bytes read at a time (tests take small ones)
 };
 int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path, const PackOptions& opt);
 

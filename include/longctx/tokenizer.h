@@ -74,13 +74,24 @@ class Encoder {
   Encoder& operator=(const Encoder&) = delete;
   // Appends the ids of `text` to out (with add_special: the post-processor's prefix and suffix).
   void encode(std::string_view text, std::vector<int32_t>& out, bool add_special = false);
+  // Streaming a long text in blocks: encodes the longest beginning of `text` whose ids no
+  // continuation can change (it ends where a piece of the first pre-tokenizer step ends, before
+  // any match that reached the end of `text`: PCRE2's partial matching says so), appends them and
+  // returns its length; the caller puts the rest before the next block. With last = true (nothing
+  // follows) all of it. The ids of all blocks are those of encode(whole text). Returns 0 before
+  // `last` when the first pre-tokenizer step cannot stream (no regex, or ByteLevel's prefix space).
+  size_t encode_prefix(std::string_view text, bool last, std::vector<int32_t>& out);
+  bool streams() const;
   // Cache statistics (pieces looked up, found).
   int64_t lookups() const { return lookups_; }
   int64_t hits() const { return hits_; }
 
  private:
   struct State;
-  void encode_plain(std::string_view text, std::vector<int32_t>& out);  // no added tokens inside
+  // Added tokens split out, the rest pre-tokenized and merged; partial: streaming (encode_prefix),
+  // the last stretch only as far as it is final. Return the length encoded.
+  size_t encode_text(std::string_view text, std::vector<int32_t>& out, bool partial);
+  size_t encode_plain(std::string_view text, std::vector<int32_t>& out, bool partial);  // no added tokens
   void encode_piece(std::string_view piece, std::vector<int32_t>& out);
   const Tokenizer& tok_;
   std::unique_ptr<State> st_;

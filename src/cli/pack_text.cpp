@@ -1,18 +1,17 @@
 // pack_text.cpp — `longctx pack-text FILES... -o OUT.h5 [--tokenizer tokenizer.json]`: text files
 // -> token file.
 //
-// Byte-level: each file becomes BOS, its bytes (ids 0..255), EOS, streamed in blocks. With a
-// tokenizer: each file (read whole; UTF-8) becomes the post-processor's prefix, its ids, the
-// suffix and the optional --eos token. Either way the tokens are appended to the extensible uint32
+// Byte-level: each file becomes BOS, its bytes (ids 0..255), EOS. With a tokenizer: each file
+// (UTF-8) becomes the post-processor's prefix, its ids, the suffix and the optional --eos token.
+// Files are streamed in blocks either way (a tokenizer whose first pre-tokenizer step cannot
+// stream holds a file whole). Either way the tokens are appended to the extensible uint32
 // dataset /tokens (chunked, Fletcher32, gzip level 1 when HDF5 has it), with root attributes
 // vocab ("byte" or "tokenizer"), vocab_size (the smallest model.vocab_size the ids fit; data.kind =
 // "tokens" refuses a smaller one), tokenizer (its path), n_documents, n_tokens. OUT.h5.tmp is
 // renamed to OUT.h5 only when complete, and removed on any failure.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -88,24 +87,38 @@ void put_string_attr(hid_t file, const char* name, const std::string& v, const s
   put_attr(file, name, str, v.c_str(), path);
 }
 
-// The tokens of every file with a tokenizer; returns the token count.
-int64_t pack_tokenized(TokenWriter& w, const std::vector<std::string>& files, const Tokenizer& tok, int32_t eos) {
+// The tokens of every file with a tokenizer, streamed in blocks (Encoder::encode_prefix: the
+// ids are those of the whole file); returns the token count.
+int64_t pack_tokenized(TokenWriter& w, const std::vector<std::string>& files, const Tokenizer& tok, int32_t eos,
+                       size_t block_bytes) {
   Encoder enc(tok);
   std::vector<int32_t> ids;
+  std::string buf, block(std::max<size_t>(block_bytes, 1), '\0');
   for (const auto& name : files) {
-    std::ifstream in(name, std::ios::binary);
+    std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(name.c_str(), "rb"), &std::fclose);
     CHECK_HINT(in, "check the file name", "pack-text: cannot open input file {}", name);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    CHECK_HINT(!in.bad(), "is it a readable file (not a directory)?", "pack-text: error reading input file {}", name);
-    const std::string text = ss.str();
-    const size_t bad = invalid_utf8_at(text);
-    CHECK_HINT(bad == std::string::npos, "tokenizers read UTF-8: convert the file (e.g. iconv -f LATIN1 -t UTF-8)",
-               "pack-text: {} is not valid UTF-8 at byte {}", name, bad);
-    ids.clear();
-    enc.encode(text, ids, /*add_special=*/true);
-    if (eos >= 0) ids.push_back(eos);
-    for (int32_t id : ids) w.push(uint32_t(id));
+    for (int32_t id : tok.prefix_ids()) w.push(uint32_t(id));
+    buf.clear();
+    int64_t offset = 0;  // of buf's first byte in the file
+    for (bool eof = false; !eof;) {
+      const size_t k = std::fread(block.data(), 1, block.size(), in.get());
+      CHECK_HINT(!std::ferror(in.get()), "is it a readable file (not a directory)?",
+                 "pack-text: error reading input file {}", name);
+      eof = k < block.size();
+      buf.append(block.data(), k);
+      // Refused with the file's offset (a character cut by the block's end waits for the next).
+      const size_t bad = invalid_utf8_at(buf);
+      CHECK_HINT(bad == std::string::npos || (!eof && bad + 4 > buf.size()),
+                 "tokenizers read UTF-8: convert the file (e.g. iconv -f LATIN1 -t UTF-8)",
+                 "pack-text: {} is not valid UTF-8 at byte {}", name, offset + int64_t(bad));
+      ids.clear();
+      const size_t used = enc.encode_prefix(buf, eof, ids);
+      for (int32_t id : ids) w.push(uint32_t(id));
+      buf.erase(0, used);
+      offset += int64_t(used);
+    }
+    for (int32_t id : tok.suffix_ids()) w.push(uint32_t(id));
+    if (eos >= 0) w.push(uint32_t(eos));
   }
   return w.count();
 }
@@ -127,7 +140,7 @@ int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp,
   int64_t n = 0;
   if (tok) {
     TokenWriter w(file, tmp);
-    pack_tokenized(w, files, *tok, eos);
+    pack_tokenized(w, files, *tok, eos, opt.block);
     w.flush();
     n = w.count();
   } else {

@@ -74,7 +74,9 @@ std::shared_ptr<Regex> compile_regex(const std::string& source, const std::strin
     FAIL_HINT("the pattern must be a regex PCRE2 reads (Perl syntax)", "{}: PCRE2 cannot compile \"{}\" at offset {}: {}",
               what, source, size_t(at), reinterpret_cast<const char*>(msg));
   }
-  r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;  // without JIT: the interpreter, slower
+  // Both modes: whole texts, and blocks of a stream (PCRE2_PARTIAL_HARD, Encoder::encode_prefix).
+  // Without JIT PCRE2 interprets the pattern: slower, the same matches.
+  r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
   return r;
 }
 

@@ -109,14 +109,19 @@ void Encoder::encode_piece(std::string_view piece, std::vector<int32_t>& out) {
 }
 
 namespace {
-// Calls fn on each piece of s that regex r isolates: every match and every stretch between.
+// Calls fn on each piece of s that regex r isolates: every match and every stretch between; returns
+// the length handed out (all of s). With `partial` (streaming: more text may follow s), only pieces
+// that no continuation can change are handed out: those before a match attempt that reached the
+// end of s (PCRE2_PARTIAL_HARD reports it), never the stretch after the last match.
 template <class F>
-void split_isolated(const Regex& r, std::string_view s, pcre2_match_data* md, pcre2_match_context* mc, F&& fn) {
+size_t split_isolated(const Regex& r, std::string_view s, pcre2_match_data* md, pcre2_match_context* mc, bool partial,
+                      F&& fn) {
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
+  const uint32_t opts = PCRE2_NO_UTF_CHECK | (partial ? PCRE2_PARTIAL_HARD : 0);
   size_t pos = 0, last = 0;  // the next search start; the end of the last piece handed out
   while (pos < s.size()) {
-    const int rc = pcre2_match(r.code, subject, s.size(), pos, PCRE2_NO_UTF_CHECK, md, mc);
-    if (rc == PCRE2_ERROR_NOMATCH) break;
+    const int rc = pcre2_match(r.code, subject, s.size(), pos, opts, md, mc);
+    if (rc == PCRE2_ERROR_NOMATCH || rc == PCRE2_ERROR_PARTIAL) break;
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
@@ -134,13 +139,16 @@ void split_isolated(const Regex& r, std::string_view s, pcre2_match_data* md, pc
     fn(s.substr(b, e - b));
     last = pos = e;
   }
+  if (partial) return last;
   if (last < s.size()) fn(s.substr(last));
+  return s.size();
 }
 }  // namespace
 
-void Encoder::encode_plain(std::string_view text, std::vector<int32_t>& out) {
+size_t Encoder::encode_plain(std::string_view text, std::vector<int32_t>& out, bool partial) {
   const TokenizerData& d = tok_.data();
   State& st = *st_;
+  size_t done = text.size();
   // Step k of the pre-tokenizer on one piece; past the last step the piece goes to BPE.
   auto step = [&](auto& self, size_t k, std::string_view piece) -> void {
     if (piece.empty()) return;
@@ -153,35 +161,78 @@ void Encoder::encode_plain(std::string_view text, std::vector<int32_t>& out) {
       piece = prefixed;
     }
     if (!s.regex) return self(self, k + 1, piece);
-    split_isolated(*s.regex, piece, st.md, st.mc, [&](std::string_view p) { self(self, k + 1, p); });
+    const size_t n = split_isolated(*s.regex, piece, st.md, st.mc, partial && k == 0,
+                                    [&](std::string_view p) { self(self, k + 1, p); });
+    if (k == 0) done = n;
   };
   step(step, 0, text);
+  return done;
 }
 
-void Encoder::encode(std::string_view text, std::vector<int32_t>& out, bool add_special) {
-  const TokenizerData& d = tok_.data();
+namespace {
+void check_utf8(std::string_view text) {
   const size_t bad = invalid_utf8_at(text);
   CHECK_HINT(bad == std::string_view::npos, "tokenizers read UTF-8 text: convert it first (e.g. iconv -f LATIN1 -t UTF-8)",
              "tokenizer: the text is not valid UTF-8 at byte {} (0x{:02X})", bad,
              bad == std::string_view::npos ? 0 : static_cast<unsigned char>(text[bad]));
-  if (add_special) out.insert(out.end(), d.prefix.begin(), d.prefix.end());
+}
+}  // namespace
+
+size_t Encoder::encode_text(std::string_view text, std::vector<int32_t>& out, bool partial) {
+  const TokenizerData& d = tok_.data();
   size_t from = 0;  // start of the stretch not yet encoded
-  if (!d.added.empty()) {
-    for (size_t i = 0; i < text.size(); ++i) {
-      const auto& cands = d.added_by_byte[static_cast<unsigned char>(text[i])];
-      for (int32_t c : cands) {  // longest first: the first that matches is the longest here
-        const AddedToken& a = d.added[size_t(c)];
-        if (text.compare(i, a.content.size(), a.content) != 0) continue;
-        encode_plain(text.substr(from, i - from), out);
-        out.push_back(a.id);
-        i += a.content.size() - 1;
-        from = i + 1;
+  for (size_t i = 0; i < text.size() && !d.added.empty(); ++i) {
+    for (int32_t c : d.added_by_byte[static_cast<unsigned char>(text[i])]) {
+      const AddedToken& a = d.added[size_t(c)];  // longest first: the first that matches is the longest here
+      if (text.compare(i, a.content.size(), a.content) != 0) continue;
+      encode_plain(text.substr(from, i - from), out, false);
+      out.push_back(a.id);
+      i += a.content.size() - 1;
+      from = i + 1;
+      break;
+    }
+  }
+  return from + encode_plain(text.substr(from), out, partial);
+}
+
+void Encoder::encode(std::string_view text, std::vector<int32_t>& out, bool add_special) {
+  const TokenizerData& d = tok_.data();
+  check_utf8(text);
+  if (add_special) out.insert(out.end(), d.prefix.begin(), d.prefix.end());
+  encode_text(text, out, false);
+  if (add_special) out.insert(out.end(), d.suffix.begin(), d.suffix.end());
+}
+
+bool Encoder::streams() const {
+  const auto& pre = tok_.data().pre;
+  return !pre.empty() && pre[0].regex && !(pre[0].kind == PreStep::byte_level && pre[0].add_prefix_space);
+}
+
+size_t Encoder::encode_prefix(std::string_view text, bool last, std::vector<int32_t>& out) {
+  if (last) return encode(text, out), text.size();
+  if (!streams()) return 0;
+  const TokenizerData& d = tok_.data();
+  size_t cut = text.size();  // a character cut by the block's end waits for the rest of it
+  for (size_t k = 1; k <= 3 && k <= cut; ++k) {
+    const unsigned char c = static_cast<unsigned char>(text[cut - k]);
+    if ((c & 0xC0) == 0x80) continue;
+    if (c >= 0xC0 && size_t(c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2) > k) cut -= k;
+    break;
+  }
+  // So does an added token that may begin before the cut and end after it: from the first
+  // position whose rest is a proper beginning of one.
+  size_t limit = cut;
+  for (size_t q = cut >= d.added_max_len ? cut - d.added_max_len + 1 : 0; q < cut && limit == cut; ++q)
+    for (int32_t c : d.added_by_byte[static_cast<unsigned char>(text[q])]) {
+      const std::string& a = d.added[size_t(c)].content;
+      if (a.size() > cut - q && a.compare(0, cut - q, text.substr(q, cut - q)) == 0) {
+        limit = q;
         break;
       }
     }
-  }
-  encode_plain(text.substr(from), out);
-  if (add_special) out.insert(out.end(), d.suffix.begin(), d.suffix.end());
+  text = text.substr(0, limit);
+  check_utf8(text);
+  return encode_text(text, out, true);
 }
 
 }  // namespace longctx
