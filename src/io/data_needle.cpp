@@ -83,6 +83,19 @@ void add_sentence(bool landmark, int64_t i, RandomStream& rng, std::string& s) {
 
 }  // namespace
 
+std::string needle_filler_sentence(const DataConfig& d, int64_t i, RandomStream& rng) {
+  std::string s;
+  add_sentence(d.filler == Filler::landmark, i, rng, s);
+  if (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+std::string needle_key(const DataConfig& d, RandomStream& rng) {
+  std::string key;
+  for (int64_t i = 0; i < d.key_digits; ++i) key += char('0' + (i == 0 ? 1 + rng.below(9) : rng.below(10)));
+  return key;
+}
+
 int64_t needle_min_len(const DataConfig& d) {
   std::string key(size_t(std::max<int64_t>(d.key_digits, 0)), '0');
   return 2 + int64_t(needle_text(key).size() + question_text(key).size());
@@ -99,8 +112,7 @@ NeedleInfo needle_sample(const DataConfig& d, uint64_t seed, int64_t step, int64
 
   RandomStream rng(hash64(seed, uint64_t(step), uint64_t(sample)));
   NeedleInfo info;
-  for (int64_t i = 0; i < d.key_digits; ++i)
-    info.key += char('0' + (i == 0 ? 1 + rng.below(9) : rng.below(10)));
+  info.key = needle_key(d, rng);
   const double depth = d.needle_depth < 0 ? rng.uniform() : d.needle_depth;
   const std::string needle = needle_text(info.key), question = question_text(info.key);
   const int64_t room = len - min_len;  // R filler bytes
@@ -134,6 +146,7 @@ NeedleInfo needle_sample(const DataConfig& d, uint64_t seed, int64_t step, int64
   out[p++] = kTokEos;
   CHECK(p == len, "needle sample: wrote {} tokens, expected {}", p, len);
   info.depth = room > 0 ? double(b) / double(room) : 0.0;
+  for (char c : info.key) info.answer.push_back(int32_t(static_cast<unsigned char>(c)));
   return info;
 }
 

@@ -55,6 +55,17 @@ class TokenSource final : public DataSource {
     hsize_t n = 0;
     H5Sget_simple_extent_dims(space_, &n, nullptr);
     n_ = int64_t(n);
+    // pack-text records the vocabulary the ids come from: a model smaller than it is refused
+    // before the scan (older files have no vocab_size and rely on the scan alone).
+    if (H5Aexists(file_, "vocab_size") > 0) {
+      Hid a(H5Aopen(file_, "vocab_size", H5P_DEFAULT));
+      int64_t packed = 0;
+      CHECK(a >= 0 && H5Aread(a, H5T_NATIVE_INT64, &packed) >= 0, "HDF5 could not read the vocab_size attribute of {}",
+            path_);
+      CHECK_HINT(vocab_ >= packed, fmt::format("set model.vocab_size >= {} (the tokenizer's size), or re-pack", packed),
+                 "data.path = {} was packed for a vocabulary of {} tokens (its vocab_size attribute), but "
+                 "model.vocab_size = {} is smaller", path_, packed, vocab_);
+    }
 
     int64_t need = 1, stage = 0;  // a sample is seq_len + 1 tokens
     for (size_t k = 0; k < cfg.stages.size(); ++k)

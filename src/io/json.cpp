@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
 
 #include "longctx/common.h"
 
@@ -149,23 +150,35 @@ class Parser {
   Value object(int depth) {
     enter(depth);
     ++p_;  // '{'
-    Value v = Value::object();
+    Value::Object members;
+    // Duplicates: a linear search for small objects, a hash set once an object is large (a
+    // tokenizer.json vocabulary has 10^5 members).
+    std::unordered_set<std::string> seen;
     skip_ws();
-    if (peek() == '}') return ++p_, v;
+    if (peek() == '}') return ++p_, Value(std::move(members));
     for (;;) {
       skip_ws();
       if (peek() != '"') fail("expected a string key" + shown());
       const size_t at = p_;
       std::string key = string();
-      if (v.find(key)) fail(fmt::format("duplicate key \"{}\"", key), at);
+      bool dup = false;
+      if (members.size() < 32) {
+        for (const auto& m : members) dup = dup || m.first == key;
+      } else {
+        if (seen.empty())
+          for (const auto& m : members) seen.insert(m.first);
+        dup = !seen.insert(key).second;
+      }
+      if (dup) fail(fmt::format("duplicate key \"{}\"", key), at);
       skip_ws();
       if (peek() != ':') fail("expected ':' after the key" + shown());
       ++p_;
       skip_ws();
-      v.set(key, value(depth));
+      Value item = value(depth);
+      members.emplace_back(std::move(key), std::move(item));
       skip_ws();
       if (peek() == ',') { ++p_; continue; }
-      if (peek() == '}') return ++p_, v;
+      if (peek() == '}') return ++p_, Value(std::move(members));
       fail("expected ',' or '}' in an object" + shown());
     }
   }
