@@ -428,6 +428,22 @@ TEST_CASE("import-hf, then train one step from it, eval it, run it forward", "[e
   double mean = 0;
   for (float x : l) mean += x / 7.0;
   CHECK((std::isfinite(mean) && mean > 0));
+  // --logprobs: every row a distribution (its probabilities sum to 1: fp32 softmax, 264 terms,
+  // 1e-5), whose entry at the sequence's next token is minus that token's loss (the same forward
+  // with other targets: equal to fp32 rounding, 1e-5 relative).
+  REQUIRE(run_command(std::string(kBin) + " forward " + ckpt + " --tokens " + in.dir + "/t.bin --logprobs " + in.dir +
+                          "/lp.bin", &out) == 0);
+  REQUIRE(fs::file_size(in.dir + "/lp.bin") == 7 * 264 * 4);
+  const std::vector<float> lp = checkpoint_log_probs(ckpt, toks, 0);
+  std::vector<float> lp_file(lp.size());
+  std::ifstream(in.dir + "/lp.bin", std::ios::binary).read(reinterpret_cast<char*>(lp_file.data()), 7 * 264 * 4);
+  CHECK(lp_file == lp);
+  for (size_t i = 0; i < 7; ++i) {
+    double p = 0;
+    for (size_t v = 0; v < 264; ++v) p += std::exp(double(lp[i * 264 + v]));
+    CHECK(std::abs(p - 1.0) < 1e-5);
+    CHECK(std::abs(-lp[i * 264 + size_t(toks[i + 1])] - l[i]) <= 1e-5 * std::max(1.0f, l[i]));
+  }
   toks[2] = 264;
   std::ofstream(in.dir + "/t.bin", std::ios::binary).write(reinterpret_cast<const char*>(toks.data()), 32);
   CHECK(run_command(std::string(kBin) + " forward " + ckpt + " --tokens " + in.dir + "/t.bin", &out) != 0);

@@ -6,13 +6,14 @@ For the GPU node (or any machine with torch and transformers; the build machine 
 file and shards) it:
   1. builds a random small LlamaForCausalLM (norm weights random too), casts it to bfloat16 and
      saves it with save_pretrained (safetensors; small max_shard_size for the sharded case);
-  2. runs `longctx import-hf DIR -o CKPT.h5`, then `longctx forward CKPT.h5 --tokens T.bin --out L.bin`
-     (longctx's fp32 CPU forward: per-token losses of a random token sequence);
-  3. computes the same per-token losses with transformers in fp32 from the same bf16 weights
-     (from_pretrained(DIR) in float32) and compares them (max |difference| <= --atol);
+  2. runs `longctx import-hf DIR -o CKPT.h5`, then `longctx forward CKPT.h5 --tokens T.bin --out L.bin
+     --logprobs LP.bin` (longctx's fp32 CPU forward of a random token sequence: the per-token
+     losses, and the log-probabilities of every vocabulary entry at every position);
+  3. computes the same with transformers in fp32 from the same bf16 weights (from_pretrained(DIR)
+     in float32; log_softmax of its logits) and compares both (max |difference| <= --atol);
   4. runs `longctx export-hf CKPT.h5 -o OUT`, loads OUT with LlamaForCausalLM.from_pretrained,
      checks every weight bit for bit against the original and the config's values, and compares
-     transformers' losses of the exported model with longctx's (max |difference| <= --atol).
+     transformers' losses and log-probabilities of the exported model with longctx's.
 Exit status 0 when every case passes. Usage: python3 tools/hf_check.py [--longctx build/longctx]
 """
 import argparse
@@ -42,10 +43,17 @@ def load(path, dtype):
     return LlamaForCausalLM.from_pretrained(path, **({"dtype": dtype} if V5 else {"torch_dtype": dtype})).eval()
 
 
-def hf_losses(model, tokens):
+def hf_forward(model, tokens):
+    """Per-token losses and the (N-1) x V log-probabilities of the next token, in double."""
     with torch.no_grad():
-        logits = model(torch.tensor([tokens])).logits[0].double()
-    return torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(tokens[1:]), reduction="none")
+        logits = model(torch.tensor([tokens])).logits[0].double()[:-1]
+    return (torch.nn.functional.cross_entropy(logits, torch.tensor(tokens[1:]), reduction="none"),
+            torch.log_softmax(logits, dim=-1))
+
+
+def read_f32(path, shape=None):
+    x = torch.frombuffer(bytearray(open(path, "rb").read()), dtype=torch.float32).double()
+    return x.view(*shape) if shape else x
 
 
 def case(args, tmp, name, tied, shard):
@@ -73,20 +81,23 @@ def case(args, tmp, name, tied, shard):
     tfile, lfile = os.path.join(tmp, name + "-t.bin"), os.path.join(tmp, name + "-l.bin")
     with open(tfile, "wb") as f:
         f.write(struct.pack(f"<{len(tokens)}i", *tokens))
-    out = run([args.longctx, "forward", ckpt, "--tokens", tfile, "--out", lfile])
-    ours = torch.frombuffer(bytearray(open(lfile, "rb").read()), dtype=torch.float32).double()
+    pfile = os.path.join(tmp, name + "-lp.bin")
+    run([args.longctx, "forward", ckpt, "--tokens", tfile, "--out", lfile, "--logprobs", pfile])
+    ours, ours_lp = read_f32(lfile), read_f32(pfile, (len(tokens) - 1, cfg.vocab_size))
     # transformers in fp32 as a user loads it: from_pretrained recomputes RoPE's inv_freq in fp32
     # (model.float() would keep the buffer that model.to(bfloat16) rounded to bf16).
-    theirs = hf_losses(load(src, torch.float32), tokens)
+    theirs, theirs_lp = hf_forward(load(src, torch.float32), tokens)
     diff = (ours - theirs).abs().max().item()
+    diff_lp = (ours_lp - theirs_lp).abs().max().item()  # every next-token log-probability
     mean_ours, mean_theirs = ours.mean().item(), theirs.mean().item()
-    ok = diff <= args.atol
+    ok = diff <= args.atol and diff_lp <= args.atol
 
     dst = os.path.join(tmp, name + "-export")
     run([args.longctx, "export-hf", ckpt, "-o", dst, "--shard-size", "300KB" if sharded else "5GB"])
     back = load(dst, torch.bfloat16)
     # The exported model, loaded by transformers, against longctx's own losses on the same tokens.
-    diff_back = (ours - hf_losses(load(dst, torch.float32), tokens)).abs().max().item()
+    back_loss, back_lp = hf_forward(load(dst, torch.float32), tokens)
+    diff_back = max((ours - back_loss).abs().max().item(), (ours_lp - back_lp).abs().max().item())
     ok = ok and diff_back <= args.atol
     got = back.state_dict()
     same = all(torch.equal(orig[k].view(torch.int16), got[k].view(torch.int16)) for k in orig)
@@ -96,7 +107,8 @@ def case(args, tmp, name, tied, shard):
     same = same and theta == THETA
     same = same and conf["num_key_value_heads"] == 2 and conf["tie_word_embeddings"] == tied
     print(f"{name}: tied={tied} sharded={sharded} | mean loss longctx {mean_ours:.6f} transformers {mean_theirs:.6f} "
-          f"| max |per-token diff| {diff:.2e}, exported {diff_back:.2e} (atol {args.atol:g}) | "
+          f"| max |diff| per-token loss {diff:.2e}, all {cfg.vocab_size} log-probs {diff_lp:.2e}, "
+          f"exported model {diff_back:.2e} (atol {args.atol:g}) | "
           f"export reloads bit-exact: {same} | "
           f"{'PASS' if ok and same else 'FAIL'}")
     return ok and same

@@ -89,6 +89,12 @@ ModelConfig checkpoint_model_config(const std::string& ckpt);
 // (<= 0: the checkpoint's). Returns the N-1 losses.
 std::vector<float> checkpoint_token_losses(const std::string& ckpt, const std::vector<int32_t>& tokens,
                                            double rope_theta, double* used_theta = nullptr);
+// The whole next-token distributions of the same positions: (N-1) x V log-probabilities, row i
+// log p(v | t_0..t_i) (`longctx forward --logprobs`: compared with transformers' log_softmax of
+// its logits). One forward per vocabulary entry (the model never holds all V logits), so only for
+// small models: vocab_size up to kLogProbsMaxVocab.
+constexpr int64_t kLogProbsMaxVocab = 32768;
+std::vector<float> checkpoint_log_probs(const std::string& ckpt, const std::vector<int32_t>& tokens, double rope_theta);
 
 // The subcommands (src/cli/hf_cli.cpp): args as after `longctx CMD`; run on rank 0.
 int import_hf_main(const std::vector<std::string>& args, int rank);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 
 #include "longctx/backend/cpu.h"
 #include "longctx/checkpoint.h"
@@ -18,31 +19,73 @@
 
 namespace longctx {
 
+namespace {
+
+// A checkpoint's model on this rank's CPU, its weights read, for one token sequence: forward()
+// gives the N-1 per-position losses of any targets.
+class CheckpointForward {
+ public:
+  CheckpointForward(const std::string& ckpt, const std::vector<int32_t>& tokens, double rope_theta) {
+    cfg_.model = checkpoint_model_config(ckpt);
+    const int64_t n = int64_t(tokens.size());
+    CHECK_HINT(n >= 2, "give at least two tokens", "forward: {} token(s): nothing to predict", n);
+    for (int32_t t : tokens)
+      CHECK_HINT(t >= 0 && t < cfg_.model.vocab_size, "the tokens must come from the model's tokenizer",
+                 "forward: token {} is outside the vocabulary (vocab_size {})", t, cfg_.model.vocab_size);
+    layout_ = make_param_layout(cfg_.model);
+    params_.resize(size_t(layout_.total));
+    CheckpointIO io;
+    io.layout = &layout_, io.params = params_.data();
+    const TrainState st = read_checkpoint(ckpt, cfg_, io, false, MPI_COMM_SELF);
+    theta_ = rope_theta > 0 ? rope_theta : st.rope_theta;
+    model_ = std::make_unique<Model<Cpu>>(be_, cfg_.model, layout_, params_.data(), nullptr);
+    model_->configure(1, n - 1, theta_);
+    in_.assign(tokens.begin(), tokens.end() - 1);
+  }
+  int64_t rows() const { return int64_t(in_.size()); }
+  int64_t vocab() const { return cfg_.model.vocab_size; }
+  double theta() const { return theta_; }
+  std::vector<float> losses(const std::vector<int32_t>& targets) {
+    std::vector<float> loss(in_.size());
+    std::vector<uint8_t> top1(in_.size());
+    model_->forward(in_.data(), targets.data(), RowStats{top1.data(), loss.data()});
+    return loss;
+  }
+
+ private:
+  Config cfg_;
+  ParamLayout layout_;
+  std::vector<float> params_;
+  double theta_ = 0;
+  const Cpu be_{};
+  std::unique_ptr<Model<Cpu>> model_;
+  std::vector<int32_t> in_;
+};
+
+}  // namespace
+
 std::vector<float> checkpoint_token_losses(const std::string& ckpt, const std::vector<int32_t>& tokens,
                                            double rope_theta, double* used_theta) {
-  Config cfg;
-  cfg.model = checkpoint_model_config(ckpt);
-  const int64_t n = int64_t(tokens.size());
-  CHECK_HINT(n >= 2, "give at least two tokens", "forward: {} token(s): nothing to predict", n);
-  for (int32_t t : tokens)
-    CHECK_HINT(t >= 0 && t < cfg.model.vocab_size, "the tokens must come from the model's tokenizer",
-               "forward: token {} is outside the vocabulary (vocab_size {})", t, cfg.model.vocab_size);
-  const ParamLayout layout = make_param_layout(cfg.model);
-  std::vector<float> params(size_t(layout.total));
-  CheckpointIO io;
-  io.layout = &layout, io.params = params.data();
-  const TrainState st = read_checkpoint(ckpt, cfg, io, false, MPI_COMM_SELF);
-  const double theta = rope_theta > 0 ? rope_theta : st.rope_theta;
-  if (used_theta) *used_theta = theta;
-  const Cpu be;
-  Model<Cpu> model(be, cfg.model, layout, params.data(), nullptr);
-  const int64_t T = n - 1;
-  model.configure(1, T, theta);
-  std::vector<int32_t> in(tokens.begin(), tokens.end() - 1), tgt(tokens.begin() + 1, tokens.end());
-  std::vector<float> loss(static_cast<size_t>(T));
-  std::vector<uint8_t> top1(static_cast<size_t>(T));
-  model.forward(in.data(), tgt.data(), RowStats{top1.data(), loss.data()});
-  return loss;
+  CheckpointForward f(ckpt, tokens, rope_theta);
+  if (used_theta) *used_theta = f.theta();
+  return f.losses(std::vector<int32_t>(tokens.begin() + 1, tokens.end()));
+}
+
+std::vector<float> checkpoint_log_probs(const std::string& ckpt, const std::vector<int32_t>& tokens,
+                                        double rope_theta) {
+  CheckpointForward f(ckpt, tokens, rope_theta);
+  const int64_t T = f.rows(), V = f.vocab();
+  CHECK_HINT(V <= kLogProbsMaxVocab, "use --out (per-token losses) for large vocabularies",
+             "forward --logprobs: vocab_size {} is above {}: it runs one forward per vocabulary entry", V,
+             kLogProbsMaxVocab);
+  std::vector<float> lp(size_t(T * V));
+  std::vector<int32_t> targets(static_cast<size_t>(T), 0);
+  for (int64_t v = 0; v < V; ++v) {
+    std::fill(targets.begin(), targets.end(), int32_t(v));
+    const std::vector<float> loss = f.losses(targets);
+    for (int64_t i = 0; i < T; ++i) lp[size_t(i * V + v)] = -loss[size_t(i)];
+  }
+  return lp;
 }
 
 namespace {
@@ -102,7 +145,7 @@ int export_hf_main(const std::vector<std::string>& args, int rank) {
 }
 
 int forward_main(const std::vector<std::string>& args, int rank) {
-  const Parsed p = parse(args, "forward", {"--tokens", "--out", "--rope-theta"});
+  const Parsed p = parse(args, "forward", {"--tokens", "--out", "--logprobs", "--rope-theta"});
   ARG_CHECK(p.positional.size() == 1 && p.values.count("--tokens"), "longctx forward CKPT.h5 --tokens TOKENS.bin",
             "forward: need one checkpoint and --tokens FILE");
   double theta = 0;
@@ -129,6 +172,14 @@ int forward_main(const std::vector<std::string>& args, int rank) {
     const std::string& out = p.values.at("--out");
     std::ofstream o(out, std::ios::binary | std::ios::trunc);
     o.write(reinterpret_cast<const char*>(loss.data()), std::streamsize(loss.size() * sizeof(float)));
+    o.close();
+    CHECK_HINT(!o.fail(), "check the path and the disk space", "forward: cannot write {}", out);
+  }
+  if (p.values.count("--logprobs")) {  // (N-1) x V float32: log p(v | t_0..t_i), row i
+    const std::vector<float> lp = checkpoint_log_probs(p.positional[0], tokens, theta);
+    const std::string& out = p.values.at("--logprobs");
+    std::ofstream o(out, std::ios::binary | std::ios::trunc);
+    o.write(reinterpret_cast<const char*>(lp.data()), std::streamsize(lp.size() * sizeof(float)));
     o.close();
     CHECK_HINT(!o.fail(), "check the path and the disk space", "forward: cannot write {}", out);
   }

@@ -73,9 +73,12 @@ static const Usage kUsages[] = {
       Write a checkpoint as a Hugging Face directory: config.json and bf16 safetensors (shards of at
       most --shard-size with model.safetensors.index.json when larger). A non-empty OUT_DIR is refused
       unless --force (which replaces only config.json and model*.safetensors files).)"},
-    {"forward", R"(  longctx forward CHECKPOINT.h5 --tokens TOKENS.bin [--out LOSSES.bin] [--rope-theta X]
+    {"forward", R"(  longctx forward CHECKPOINT.h5 --tokens TOKENS.bin [--out LOSSES.bin] [--logprobs LP.bin]
+               [--rope-theta X]
       Per-token losses of a checkpoint on one sequence (little-endian int32 tokens) on the CPU: prints
-      the mean as a JSON line, --out writes the N-1 losses as float32 (tools/hf_check.py uses it).)"},
+      the mean as a JSON line, --out writes the N-1 losses as float32; --logprobs writes the whole
+      next-token log-probabilities, (N-1) x vocab_size float32 (small models: one forward per
+      vocabulary entry). tools/hf_check.py compares both with transformers.)"},
     // ---- longctx stages (the scheduler chain, src/cli/stages.cpp) ----
     {"stages", R"(  longctx stages DECK.toml --out DIR --scheduler slurm|pbs [--set section.key=value]...
                [--ranks-per-node N] [--cpus-per-rank N] [--gpus-per-node N] [--time HH:MM:SS]
