@@ -220,14 +220,14 @@ train: deps
 	@$(MAKE) --no-print-directory all
 	OPENBLAS_NUM_THREADS= OMP_NUM_THREADS= build/longctx train $(DECK) --fresh
 
-# Rebuilds the demo's base model (input/demo_base.toml: 4000 steps at 256 tokens, 10-12 minutes on one
+# Rebuilds the demo's base model (input/demo_base.toml: 7000 steps at 256 tokens, 17-20 minutes on one
 # free core, longer on a busy machine), shows its needle table and heatmap, and exports its weights to
 # input/demo_base/ (config.json and model.safetensors in bf16: 0.9 MB), which the repository ships.
 demo-base: deps
 	@$(MAKE) --no-print-directory all
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 build/longctx train input/demo_base.toml --fresh
 	build/longctx eval input/demo_base.toml --lengths 256,1024 --samples 16
-	build/longctx export-hf runs/demo_base/checkpoints/ckpt_0004000.h5 -o input/demo_base --force
+	build/longctx export-hf runs/demo_base/checkpoints/ckpt_0007000.h5 -o input/demo_base --force
 
 clean:
 	rm -rf build
