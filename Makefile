@@ -1,7 +1,9 @@
 # longctx — one Makefile.
 #   make              build build/longctx (CPU; CUDA kernels too when nvcc is found)
 #   make test         build and run the Catch2 suite (single rank, then the MPI and e2e tests)
-#   make run          install missing packages (apt-get, as root), build, train input/tiny.toml
+#   make run          install missing packages (apt-get, as root), build, the context-extension demo
+#   make train        the same, then train DECK from scratch (default input/tiny.toml)
+#   make demo-base    retrain the demo's base model (input/demo_base/, shipped)
 #   make deps         only the package step of `make run`
 # Knobs: CUDA=0|1 (default 1 when nvcc and its toolkit headers are found), CUDA_HOME (default:
 #        asked of nvcc), DEBUG=1, SANITIZE=1, GPU_ARCH=90, DECK=input/tiny.toml
@@ -42,6 +44,7 @@ BLAS_PC  := $(firstword $(foreach p,openblas blas,$(if $(call pc_have,$(p)),$(p)
 TRIPLET  := $(shell gcc -dumpmachine 2>/dev/null)
 BLAS_OMP := $(if $(wildcard /usr/lib/$(TRIPLET)/openblas-openmp/libopenblas.so),/usr/lib/$(TRIPLET)/openblas-openmp)
 FMT_PC   := $(if $(call pc_have,fmt),fmt)
+PNG_PC   := $(if $(call pc_have,libpng),libpng)
 TOML_PC  := $(if $(call pc_have,tomlplusplus),tomlplusplus)
 PCRE_PC  := $(if $(call pc_have,libpcre2-8),libpcre2-8)
 TOML_DIR := $(firstword $(wildcard third_party/tomlplusplus/include /usr/include/toml++/..))
@@ -71,6 +74,7 @@ endif
 CXXFLAGS += $(if $(FMT_PC),$(shell pkg-config --cflags $(FMT_PC)))
 # PCRE2 (8-bit code units, UTF + UCP, JIT): the tokenizer's pre-tokenizer regex (src/io/pretokenize.cpp).
 CXXFLAGS += $(if $(PCRE_PC),$(shell pkg-config --cflags $(PCRE_PC)))
+CXXFLAGS += $(if $(PNG_PC),$(shell pkg-config --cflags $(PNG_PC)))
 ifneq ($(TOML_PC),)
   CXXFLAGS += $(shell pkg-config --cflags $(TOML_PC))
   LDLIBS   += $(shell pkg-config --libs $(TOML_PC))
@@ -83,6 +87,7 @@ LDLIBS   += $(if $(HDF5_PC),$(shell pkg-config --libs $(HDF5_PC)),-lhdf5)
 LDLIBS   += $(BLAS_LIBS)
 LDLIBS   += $(if $(FMT_PC),$(shell pkg-config --libs $(FMT_PC)),-lfmt)
 LDLIBS   += $(if $(PCRE_PC),$(shell pkg-config --libs $(PCRE_PC)),-lpcre2-8)
+LDLIBS   += $(if $(PNG_PC),$(shell pkg-config --libs $(PNG_PC)),-lpng)
 LDFLAGS  += -fopenmp
 
 ifeq ($(CATCH3),yes)
@@ -118,7 +123,7 @@ endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
-    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | PCRE2 $(or $(PCRE_PC),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
+    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | PCRE2 $(or $(PCRE_PC),MISSING) | libpng $(if $(PNG_PC),$(shell pkg-config --modversion libpng),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
     | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet))$(comma) $(NCCL_WHAT),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
@@ -135,7 +140,7 @@ LIB_OBJ  := $(LIB_SRC:%.cpp=$(OBJ_DIR)/%.o) $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
 MAIN_OBJ := $(MAIN_SRC:%.cpp=$(OBJ_DIR)/%.o)
 TEST_OBJ := $(TEST_SRC:%.cpp=$(OBJ_DIR)/%.o)
 
-.PHONY: all test run deps check-deps clean bench
+.PHONY: all test run train demo-base deps check-deps clean bench
 all: build/longctx
 
 check-deps:
@@ -145,6 +150,7 @@ check-deps:
 	[ -n "$(BLAS_PC)" ] || missing="$$missing openblas(libopenblas-dev)"; \
 	[ -n "$(FMT_PC)" ] || missing="$$missing fmt(libfmt-dev)"; \
 	[ -n "$(PCRE_PC)" ] || missing="$$missing pcre2(libpcre2-dev)"; \
+	[ -n "$(PNG_PC)" ] || missing="$$missing libpng(libpng-dev)"; \
 	[ -n "$(TOML_WHAT)" ] || missing="$$missing toml++(libtomlplusplus-dev)"; \
 	if [ -n "$$missing" ]; then echo "longctx: missing:$$missing"; \
 	  echo "hint: run 'make deps' as root, or: apt-get install $(DEB_PACKAGES)"; exit 1; fi
@@ -213,7 +219,7 @@ $(TOKREF):
 
 # ---- the two README commands ------------------------------------------------------------------
 DEB_PACKAGES := build-essential pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools \
-                libopenblas-dev libopenblas-openmp-dev libfmt-dev catch2 libtomlplusplus-dev libpcre2-dev
+                libopenblas-dev libopenblas-openmp-dev libfmt-dev catch2 libtomlplusplus-dev libpcre2-dev libpng-dev
 
 deps:
 	@need=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || need="$$need $$p"; done; \
@@ -223,9 +229,25 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq $$need; \
 	else echo "longctx deps: missing$$need"; echo "install them with: sudo apt-get install -y$$need"; exit 1; fi
 
+# The context-extension demo (tools/demo.sh, docs/RESULTS.md): the shipped base model (input/demo_base/)
+# before and after extending it ×4 with theta scaled, and the theta-held ablation. 5-10 minutes.
 run: deps
 	@$(MAKE) --no-print-directory all
+	tools/demo.sh
+
+# One deck, trained from scratch (the earlier `make run`): make train DECK=input/tiny.toml
+train: deps
+	@$(MAKE) --no-print-directory all
 	OPENBLAS_NUM_THREADS= OMP_NUM_THREADS= build/longctx train $(DECK) --fresh
+
+# Rebuilds the demo's base model (input/demo_base.toml: 7000 steps at 256 tokens, 17-20 minutes on one
+# free core, longer on a busy machine), shows its needle table and heatmap, and exports its weights to
+# input/demo_base/ (config.json and model.safetensors in bf16: 0.9 MB), which the repository ships.
+demo-base: deps
+	@$(MAKE) --no-print-directory all
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 build/longctx train input/demo_base.toml --fresh
+	build/longctx eval input/demo_base.toml --lengths 256,1024 --samples 16
+	build/longctx export-hf runs/demo_base/checkpoints/ckpt_0007000.h5 -o input/demo_base --force
 
 clean:
 	rm -rf build

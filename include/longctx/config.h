@@ -143,6 +143,15 @@ struct CheckpointConfig {
   std::string init_from;   // start from this checkpoint's weights (fresh optimizer)
 };
 
+// [eval]: the needle-in-a-haystack evaluation (eval.h) that `train` runs at each stage boundary,
+// and the defaults of `longctx eval`.
+struct EvalConfig {
+  bool after_each_stage = false;  // train: evaluate each stage's final checkpoint at its rope_theta
+  std::vector<int64_t> lengths;   // context lengths; empty = the lengths of the deck's stages
+  std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};  // needle depths in [0, 1]
+  int64_t samples = 8;            // samples per (length, depth) cell
+};
+
 struct StageConfig {
   int64_t seq_len = 0;      // T
   double rope_theta = 0.0;  // RoPE base
@@ -164,6 +173,7 @@ struct Config {
   OptimConfig optim;
   DataConfig data;
   CheckpointConfig checkpoint;
+  EvalConfig eval;
   std::vector<StageConfig> stages;
 
   int64_t total_steps() const;

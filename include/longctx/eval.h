@@ -21,15 +21,14 @@
 namespace longctx {
 
 struct EvalOptions {
-  std::string checkpoint;                           // "" = the newest in checkpoint.dir
-  std::vector<int64_t> lengths;                     // empty = the deck's stage lengths
-  std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};
-  int64_t samples = 8;                              // per (length, depth)
-  double rope_theta = 0.0;                          // 0 = the checkpoint's
-  bool quiet = false;                               // no table on stdout (tests)
-  std::string tokenizer;                            // "" = byte-level prompts; else a tokenizer.json
-                                                    // (needle_prompt.h): retrieval scored on the
-                                                    // answer's tokens
+  std::string checkpoint;        // "" = the newest in checkpoint.dir
+  std::vector<int64_t> lengths;  // empty = the deck's eval.lengths, and when those are empty the stages' lengths
+  std::vector<double> depths;    // empty = the deck's eval.depths (default 0, 0.25, 0.5, 0.75, 1)
+  int64_t samples = 0;           // per (length, depth); 0 = the deck's eval.samples (default 8)
+  double rope_theta = 0.0;       // 0 = the checkpoint's
+  bool quiet = false;            // no table on stdout (tests)
+  std::string tokenizer;         // "" = byte-level prompts; else a tokenizer.json (needle_prompt.h):
+                                 // retrieval scored on the answer's tokens
 };
 
 struct NeedleCell {
@@ -44,15 +43,23 @@ struct NeedleCell {
 struct NeedleReport {
   std::string checkpoint;
   int64_t global_step = 0;
-  double rope_theta = 0.0;
+  int64_t stage = 0;                // 1-based: the stage the checkpoint was written in
+  double rope_theta = 0.0;          // the evaluation's
+  double checkpoint_theta = 0.0;    // the checkpoint's stage's
   std::vector<NeedleCell> cells;  // length-major, depths in the given order
 };
 
 // Collective over world (dp·tp·sp ranks of cfg.parallel); every rank returns the same report.
 NeedleReport needle_eval(const Config& cfg, MPI_Comm world, const EvalOptions& opt);
 
-// `longctx eval DECK [options]`: prints the table and appends one JSON line per cell to
-// <run.out_dir>/needle_eval.jsonl. Returns the process exit code.
+// Rank 0 (no collective): appends one JSON line per cell to <run.out_dir>/needle_eval.jsonl (one
+// write; `source` is "eval" or "train", and "stage" the report's) and writes the report's heatmap
+// beside it (heatmap.h), named after the checkpoint: needle_ckpt_0000180.png, with _theta<X> added
+// when the evaluation's theta is not the checkpoint's. Returns the PNG's path.
+std::string write_needle_results(const Config& cfg, const NeedleReport& rep, const char* source);
+
+// `longctx eval DECK [options]`: prints the table, appends one JSON line per cell to
+// <run.out_dir>/needle_eval.jsonl and writes the heatmap. Returns the process exit code.
 int eval_main(const std::string& deck, const std::vector<std::string>& overrides, const EvalOptions& opt);
 
 }  // namespace longctx

@@ -68,6 +68,7 @@ class Trainer {
   LossSum accumulate_gradient();  // micro-batches and reductions: normalised gradient in the shard
   StepRecord step();
   void maybe_checkpoint(bool stage_end);
+  void evaluate_stage();  // [eval] after_each_stage: the needle evaluation of the stage's final checkpoint
   std::string save_checkpoint(bool verbose);  // the checkpoint of the current step; its path
   void stop_for_signal(int sig);               // checkpoint (if not yet), message, interrupted_
   void log_step(const StepRecord& r);

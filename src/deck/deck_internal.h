@@ -29,8 +29,10 @@ inline constexpr const char* kHint =
 // ---- the key table (schema.cpp) ---------------------------------------------------------------
 
 // Where a key's value is stored; the enum pointers are the string keys with a fixed set of values.
+// The vectors are TOML arrays whose every element takes the field's range.
 using Ptr = std::variant<int64_t*, uint64_t*, int*, double*, bool*, std::string*, TpMode*, Ring*,
-                         Schedule*, DataKind*, Filler*, Device*, Transport*>;
+                         Schedule*, DataKind*, Filler*, Device*, Transport*, std::vector<int64_t>*,
+                         std::vector<double>*>;
 
 struct Field {
   const char* key;

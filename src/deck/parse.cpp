@@ -51,6 +51,16 @@ void read_value(const Field& f, const toml::node& v, const std::string& key,
             fail(at, "{} = \"{}\" is not one of \"{}\"", key, s,
                  fmt::join(ModeNames<T>::names, "\" | \""));
           *p = *mode;
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>>) {
+          const toml::array* a = v.as_array();
+          if (!a) fail(at, "{} must be an array ([...]), got {}", key, describe(v));
+          T out(a->size());
+          for (size_t i = 0; i < a->size(); ++i) {  // each element as the scalar key it holds
+            Field elem = f;
+            elem.ptr = &out[i];
+            read_value(elem, *a->get(i), fmt::format("{}[{}]", key, i), at);
+          }
+          *p = std::move(out);
         } else if constexpr (std::is_same_v<T, double>) {
           if (!v.is_number()) fail(at, "{} must be a number, got {}", key, describe(v));
           double x = v.is_integer() ? double(v.as_integer()->get()) : v.as_floating_point()->get();

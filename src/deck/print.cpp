@@ -35,6 +35,14 @@ std::string value_text(const Ptr& ptr) {
         else if constexpr (std::is_same_v<T, std::string>) return quote(*p);
         else if constexpr (Mode<T>) return quote(to_string(*p));
         else if constexpr (std::is_same_v<T, double>) return float_text(*p);
+        else if constexpr (std::is_same_v<T, std::vector<double>> || std::is_same_v<T, std::vector<int64_t>>) {
+          std::string s = "[";
+          for (const auto& x : *p) {
+            if constexpr (std::is_same_v<T, std::vector<double>>) s += (s.size() > 1 ? ", " : "") + float_text(x);
+            else s += fmt::format("{}{}", s.size() > 1 ? ", " : "", x);
+          }
+          return s + "]";
+        }
         else return fmt::format("{}", *p);
       },
       ptr);

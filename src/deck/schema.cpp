@@ -25,8 +25,14 @@ namespace deck {
 namespace {
 
 Field I(const char* key, auto* p, int64_t lo, int64_t hi) { return {key, p, lo, hi}; }
+// An array of integers, each in [lo, hi].
+Field IA(const char* key, std::vector<int64_t>* p, int64_t lo, int64_t hi) { return {key, p, lo, hi}; }
 // ends: "[]", "(]", "[)" or "()": which ends of [lo, hi] are open.
 Field F(const char* key, double* p, const char* ends, double lo, double hi) {
+  return {key, p, 0, 0, lo, hi, ends[0] == '(', ends[1] == ')'};
+}
+// An array of floats, each in the range of F.
+Field FA(const char* key, std::vector<double>* p, const char* ends, double lo, double hi) {
   return {key, p, 0, 0, lo, hi, ends[0] == '(', ends[1] == ')'};
 }
 Field B(const char* key, bool* p) { return {key, p}; }
@@ -51,7 +57,7 @@ bool is_text(const Ptr& p) {
 std::vector<Section> sections_of(Config& c) {
   // clang-format off
   auto& r = c.run; auto& m = c.model; auto& p = c.parallel;
-  auto& o = c.optim; auto& d = c.data; auto& k = c.checkpoint;
+  auto& o = c.optim; auto& d = c.data; auto& k = c.checkpoint; auto& e = c.eval;
   // clang-format on
   return {
       {"run",
@@ -80,6 +86,9 @@ std::vector<Section> sections_of(Config& c) {
       {"checkpoint",
        {S("dir", &k.dir), I("every", &k.every, 0, kMaxInt), I("keep", &k.keep, 0, kMaxInt),
         S("init_from", &k.init_from)}},
+      {"eval",
+       {B("after_each_stage", &e.after_each_stage), IA("lengths", &e.lengths, 2, int64_t(1) << 31),
+        FA("depths", &e.depths, "[]", 0, 1), I("samples", &e.samples, 1, 1000000)}},
   };
 }
 

@@ -99,6 +99,34 @@ void check_consistency(Config& c, const Origins& org) {
            chunks, rs ? tp_split : "");
   }
 
+  // [eval]: what train's evaluation after each stage needs is refused before the first step.
+  const auto& e = c.eval;
+  if (e.depths.empty())
+    fail(org.first({"eval.depths"}), "eval.depths is empty: give at least one depth in [0, 1]");
+  if (e.after_each_stage) {
+    const std::string at = org.first({"eval.after_each_stage", "eval.lengths"});
+    if (m.vocab_size < kByteVocab)
+      fail(at, "eval.after_each_stage: the needle evaluation is byte-level text, which needs "
+           "model.vocab_size >= {} (it is {})", kByteVocab, m.vocab_size);
+    DataConfig nd = d;
+    nd.needle_depth = 0.0;
+    const int64_t min_len = needle_min_len(nd) - 1, mult = seq_len_multiple(p);
+    for (int64_t n : e.lengths) {
+      if (n % mult != 0)
+        fail(org.first({"eval.lengths"}), "eval.lengths: {} is not a multiple of {}, which "
+             "parallel.sp = {} and parallel.tp = {} require", n, mult, p.sp, p.tp);
+      if (n < min_len)
+        fail(org.first({"eval.lengths"}), "eval.lengths: {} cannot hold the needle and the question "
+             "(at least {} tokens with data.key_digits = {})", n, min_len, d.key_digits);
+    }
+    if (e.lengths.empty())
+      for (size_t i = 0; i < c.stages.size(); i++)
+        if (c.stages[i].seq_len < min_len)
+          fail(at, "eval.after_each_stage evaluates at the stages' lengths (eval.lengths = []), but "
+               "stage[{}].seq_len = {} cannot hold the needle and the question (at least {} tokens): "
+               "set eval.lengths", i + 1, c.stages[i].seq_len, min_len);
+  }
+
   if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
   if (c.checkpoint.dir.empty()) c.checkpoint.dir = c.run.out_dir + "/checkpoints";
 }

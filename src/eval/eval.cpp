@@ -64,9 +64,13 @@ void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<
 
 }  // namespace
 
-NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions& opt) {
+NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions& opt_in) {
   Config cfg = cfg_in;
   cfg.model.recompute = true;  // forward only: one layer's activations at a time, whatever the length
+  EvalOptions opt = opt_in;  // what the command line leaves out, the deck's [eval] gives
+  if (opt.lengths.empty()) opt.lengths = cfg.eval.lengths;
+  if (opt.depths.empty()) opt.depths = cfg.eval.depths;
+  if (opt.samples == 0) opt.samples = cfg.eval.samples;
   std::vector<int64_t> lengths = opt.lengths;
   if (lengths.empty())
     for (const auto& s : cfg.stages)
@@ -106,6 +110,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
 
   NeedleReport rep;
   rep.checkpoint = path, rep.global_step = st.global_step;
+  rep.stage = st.stage + 1, rep.checkpoint_theta = st.rope_theta;
   rep.rope_theta = opt.rope_theta > 0.0 ? opt.rope_theta : st.rope_theta;
   if (!opt.quiet && grid.world_rank == 0) {
     std::string head = fmt::format("{:>9}", "length");
@@ -192,29 +197,8 @@ int eval_main(const std::string& deck, const std::vector<std::string>& overrides
     abort_job(e);
   }
   if (rank != 0) return 0;
-  std::string name;  // the path as a JSON string body
-  for (unsigned char ch : rep.checkpoint) {
-    if (ch == '"' || ch == '\\') name += '\\', name += char(ch);
-    else if (ch < 0x20) name += fmt::format("\\u{:04x}", ch);
-    else name += char(ch);
-  }
-  auto num = [](double x) { return std::isfinite(x) ? fmt::format("{}", x) : std::string("null"); };
-  std::string lines;  // all cells, appended with one write: a failure leaves at most one cut line
-  for (const NeedleCell& c : rep.cells)
-    lines += fmt::format("{{\"checkpoint\":\"{}\",\"step\":{},\"rope_theta\":{},\"length\":{},\"depth\":{},"
-                         "\"samples\":{},\"retrieved\":{},\"digits\":{},\"digits_right\":{},"
-                         "\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
-                         name, rep.global_step, num(rep.rope_theta), c.length, c.depth, c.samples, c.retrieved,
-                         c.digits, c.digits_right, num(c.digit_nll / double(c.digits)), c.tokens, c.tokens_right);
-  create_directories_for("run.out_dir", cfg.run.out_dir);
-  const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
-  FILE* f = std::fopen(out.c_str(), "a");
-  CHECK_HINT(f, "check run.out_dir and its permissions", "eval: cannot open {} for appending: {}", out,
-             std::strerror(errno));
-  const bool wrote = std::fwrite(lines.data(), 1, lines.size(), f) == lines.size();
-  const bool closed = std::fclose(f) == 0;
-  CHECK(wrote && closed, "eval: writing {} failed", out);
-  log_info("results appended to {}", out);
+  const std::string png = write_needle_results(cfg, rep, "eval");
+  log_info("results appended to {}; heatmap {}", (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string(), png);
   return 0;
 }
 

@@ -56,12 +56,15 @@ std::string check_one(const OutputPath& o) {
 
 std::vector<OutputPath> train_outputs(const Config& cfg) {
   const std::string metrics = (fs::path(cfg.run.out_dir) / "metrics.jsonl").string();
-  return {{fmt::format("run.out_dir = '{}'", cfg.run.out_dir), cfg.run.out_dir, true, kDirHint},
-          {fmt::format("checkpoint.dir = '{}'", cfg.checkpoint.dir), cfg.checkpoint.dir, true,
-           "choose a directory this job can create and write (--set checkpoint.dir=DIR; by default "
-           "<run.out_dir>/checkpoints)"},
-          {fmt::format("the metrics file '{}'", metrics), metrics, false,
-           "it is <run.out_dir>/metrics.jsonl: remove what is in its way or choose another run.out_dir"}};
+  std::vector<OutputPath> outs = {
+      {fmt::format("run.out_dir = '{}'", cfg.run.out_dir), cfg.run.out_dir, true, kDirHint},
+      {fmt::format("checkpoint.dir = '{}'", cfg.checkpoint.dir), cfg.checkpoint.dir, true,
+       "choose a directory this job can create and write (--set checkpoint.dir=DIR; by default "
+       "<run.out_dir>/checkpoints)"},
+      {fmt::format("the metrics file '{}'", metrics), metrics, false,
+       "it is <run.out_dir>/metrics.jsonl: remove what is in its way or choose another run.out_dir"}};
+  if (cfg.eval.after_each_stage) outs.push_back(eval_outputs(cfg).back());  // written after each stage
+  return outs;
 }
 
 std::vector<OutputPath> eval_outputs(const Config& cfg) {

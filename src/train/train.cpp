@@ -15,6 +15,7 @@
 #include "longctx/common.h"
 #include "longctx/log.h"
 #include "longctx/comm_mpi.h"
+#include "longctx/eval.h"
 #include "longctx/optim.h"
 #include "longctx/preflight.h"
 #include "longctx/signals.h"
@@ -230,10 +231,27 @@ void Trainer::run(int64_t max_steps) {
     history_.push_back(r);
     log_step(r);
     maybe_checkpoint(st_.stage_step == s.steps);
+    if (st_.stage_step == s.steps && cfg_.eval.after_each_stage) evaluate_stage();
   }
   if (groups_->grid().world_rank == 0 && !opt_.quiet)
     log_info("done: {} steps, {} tokens, {:.1f} s", st_.global_step, st_.tokens_seen,
              MPI_Wtime() - started_);
+}
+
+void Trainer::evaluate_stage() {
+  // The stage's final checkpoint was just written (maybe_checkpoint at a stage end always writes);
+  // the evaluation reads it on every rank at its rope_theta, the stage's.
+  EvalOptions o;
+  o.checkpoint = checkpoint_path(cfg_.checkpoint.dir, st_.global_step);
+  o.quiet = opt_.quiet;
+  const bool root = groups_->grid().world_rank == 0;
+  if (root && !opt_.quiet) log_info("stage {} complete: needle evaluation of {}", st_.stage + 1, o.checkpoint);
+  const NeedleReport rep = needle_eval(cfg_, groups_->mpi_all(), o);
+  if (!root) return;
+  const std::string png = write_needle_results(cfg_, rep, "train");
+  if (!opt_.quiet)
+    log_info("needle results appended to {}; heatmap {}",
+             (fs::path(cfg_.run.out_dir) / "needle_eval.jsonl").string(), png);
 }
 
 void Trainer::log_step(const StepRecord& r) {
