@@ -6,8 +6,10 @@
 // are drawn from a stream of their own (run.seed with a fixed eval salt, so never a training
 // sample; a function of length, depth and index only) and run forward once each. A sample counts
 // as retrieved when the model's most likely next token is right at every digit of the answer
-// (teacher-forced: what greedy decoding would write, a tie for the top counting as right). Runs on any layout the deck allows (dp replicas take samples in
-// turn; tp and sp ranks share a sample), with the weights of the checkpoint.
+// (teacher-forced: what greedy decoding would write, a tie for the top counting as right). Runs on
+// any layout the deck allows (dp replicas take samples in turn; tp and sp ranks share a sample),
+// with the weights of the checkpoint, on the backend run.device picks as train does: the CPU in
+// fp32, or each rank's GPU with the weights rounded to bf16 (the memory plan then per GPU).
 #pragma once
 
 #include <cstdint>

@@ -11,6 +11,8 @@
 #include <memory>
 
 #include "longctx/backend/cpu.h"
+#include "longctx/backend/cuda.h"
+#include "longctx/bf16.h"
 #include "longctx/checkpoint.h"
 #include "longctx/comm.h"
 #include "longctx/common.h"
@@ -62,41 +64,44 @@ void check_options(const Config& cfg, const EvalOptions& opt, const std::vector<
   }
 }
 
-}  // namespace
 
-NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions& opt_in) {
-  Config cfg = cfg_in;
-  cfg.model.recompute = true;  // forward only: one layer's activations at a time, whatever the length
-  EvalOptions opt = opt_in;  // what the command line leaves out, the deck's [eval] gives
-  if (opt.lengths.empty()) opt.lengths = cfg.eval.lengths;
-  if (opt.depths.empty()) opt.depths = cfg.eval.depths;
-  if (opt.samples == 0) opt.samples = cfg.eval.samples;
-  std::vector<int64_t> lengths = opt.lengths;
-  if (lengths.empty())
-    for (const auto& s : cfg.stages)
-      if (std::find(lengths.begin(), lengths.end(), s.seq_len) == lengths.end()) lengths.push_back(s.seq_len);
-  const std::unique_ptr<NeedlePrompt> prompt = raised_alike([&] { return NeedlePrompt::create(opt.tokenizer); });
-  check_options(cfg, opt, lengths, *prompt);
-
-  const ProcessGroups groups(cfg, world);
+// The evaluation proper, on backend B: the checkpoint's weights, a forward-only model, the cells.
+template <class B>
+NeedleReport eval_on(const Config& cfg, const ProcessGroups& groups, const EvalOptions& opt,
+                     const std::vector<int64_t>& lengths, NeedlePrompt* prompt) {
+  using Param = typename B::Param;
   const Grid& grid = groups.grid();
-  preflight_outputs(eval_outputs(cfg), groups.mpi_all());  // the results file writable before any work
-  set_threads(cfg, grid.world_size);
-  const Cpu be;
+  std::unique_ptr<B> own;  // the backend the groups chose: this rank's CPU, or its GPU
+  if constexpr (B::kHostMemory) own = std::make_unique<B>();
+  else own = std::make_unique<B>(CudaOptions{groups.device().gpu, cfg.run.deterministic});
+  const B& be = *own;
+  const ProcessGroups::Comms comms = B::kHostMemory ? groups.host() : groups.device_comms();
   const ParamLayout layout = make_param_layout(cfg.model, grid.tp_rank, grid.tp);
-  const ModelParallel par{&groups.tp(), &groups.sp(), cfg.parallel.tp_mode, cfg.parallel.ring};
-  {  // the memory plan: the weights and the largest length's activations, before allocating (the
-     // forward's op scratch is a few tiles per thread, left out; the backward's is never taken)
-    Model<Cpu> probe(be, cfg.model, layout, nullptr, nullptr, par);
+  const ModelParallel par{comms.tp, comms.sp, cfg.parallel.tp_mode, cfg.parallel.ring};
+  {  // the memory plan: the weights and the largest length's activations, before allocating (on
+     // the CPU the forward's op scratch is a few tiles per thread, left out; the backward's is never
+     // taken); on a GPU the ranks sharing it, with the op scratch
+    Model<B> probe(be, cfg.model, layout, nullptr, nullptr, par);
     std::vector<size_t> bytes;
     std::vector<std::string> names;
-    size_t arena = 0;  // the arena never shrinks: a length holds the largest before it
-    for (int64_t n : lengths)
-      arena = std::max(arena, probe.arena_bytes(1, n)), bytes.push_back(arena), names.push_back(fmt::format("length {}", n));
-    check_memory_fits(groups, host_pool(groups), StateBytes{Arena::round_up(size_t(layout.total) * sizeof(Cpu::Param)), 0, 0}, bytes, names, "eval");
+    size_t arena = 0, scratch = 0;  // neither shrinks: a length holds the largest before it
+    for (int64_t n : lengths) {
+      arena = std::max(arena, probe.arena_bytes(1, n));
+      if constexpr (!B::kHostMemory) scratch = std::max(scratch, probe.op_scratch_bytes(1, n));
+      bytes.push_back(arena + scratch), names.push_back(fmt::format("length {}", n));
+    }
+    const MemoryPool pool = B::kHostMemory ? host_pool(groups) : MemoryPool{&groups.gpu_peers(), "GPU", groups.device().gpu};
+    check_memory_fits(groups, pool, StateBytes{Arena::round_up(size_t(layout.total) * sizeof(Param)), 0, 0}, bytes,
+                      names, "eval");
   }
-  std::vector<float> params(size_t(layout.total));
-  Model<Cpu> model(be, cfg.model, layout, params.data(), nullptr, par);  // forward only: no gradients
+  // The weights: read as fp32 on the host (on a GPU then rounded to bf16, as training's parameters
+  // are from their fp32 master, and uploaded once).
+  std::vector<float> host(size_t(layout.total));
+  typename B::Memory dev;
+  Param* params = nullptr;
+  if constexpr (B::kHostMemory) params = host.data();
+  else dev = be.alloc(size_t(layout.total) * sizeof(Param)), params = static_cast<Param*>(dev.get());
+  Model<B> model(be, cfg.model, layout, params, nullptr, par);  // forward only: no gradients
 
   // Rank 0 picks the file (as train --resume does) and every rank reads its blocks of it.
   std::string path = opt.checkpoint;
@@ -105,8 +110,14 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
   CHECK_ALIKE(!path.empty(), "train first, or name a file with --checkpoint",
               "eval: no checkpoint in {}", cfg.checkpoint.dir);
   CheckpointIO io;
-  io.layout = &layout, io.params = params.data();
+  io.layout = &layout, io.params = host.data();
   const TrainState st = read_checkpoint(path, cfg, io, /*with_optimizer=*/false, groups.mpi_all());
+  if constexpr (!B::kHostMemory) {
+    std::vector<bf16> b(host.size());
+    for (size_t i = 0; i < host.size(); ++i) b[i] = bf16{bf16_bits(host[i])};
+    be.upload(Tensor<bf16>(params, {layout.total}), b.data());
+    std::vector<float>().swap(host);
+  }
 
   NeedleReport rep;
   rep.checkpoint = path, rep.global_step = st.global_step;
@@ -154,7 +165,7 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
           if (next >= info.answer_pos && next < info.answer_pos + k) s[0] += top1[t], s[1] += 1, s[2] += loss[t];
           s[3] += top1[t], s[4] += 1;
         }
-        groups.sp().all_reduce_sum(s, 5);  // the answer may straddle sequence-parallel ranks
+        groups.sp().all_reduce_sum(s, 5);  // the answer may straddle sequence-parallel ranks (host group)
         CHECK(int64_t(s[1]) == k, "eval: {} answer digits found in a sample, expected {}", s[1], k);
         if (counts) {
           tally[0] += 1, tally[1] += s[0] == double(k), tally[2] += double(k), tally[3] += s[0];
@@ -184,6 +195,32 @@ NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions
     }
   }
   return rep;
+}
+
+}  // namespace
+
+NeedleReport needle_eval(const Config& cfg_in, MPI_Comm world, const EvalOptions& opt_in) {
+  Config cfg = cfg_in;
+  cfg.model.recompute = true;  // forward only: one layer's activations at a time, whatever the length
+  EvalOptions opt = opt_in;  // what the command line leaves out, the deck's [eval] gives
+  if (opt.lengths.empty()) opt.lengths = cfg.eval.lengths;
+  if (opt.depths.empty()) opt.depths = cfg.eval.depths;
+  if (opt.samples == 0) opt.samples = cfg.eval.samples;
+  std::vector<int64_t> lengths = opt.lengths;
+  if (lengths.empty())
+    for (const auto& s : cfg.stages)
+      if (std::find(lengths.begin(), lengths.end(), s.seq_len) == lengths.end()) lengths.push_back(s.seq_len);
+  const std::unique_ptr<NeedlePrompt> prompt = raised_alike([&] { return NeedlePrompt::create(opt.tokenizer); });
+  check_options(cfg, opt, lengths, *prompt);
+
+  const ProcessGroups groups(cfg, world);
+  const Grid& grid = groups.grid();
+  preflight_outputs(eval_outputs(cfg), groups.mpi_all());  // the results file writable before any work
+  set_threads(cfg, grid.world_size);
+#if defined(LONGCTX_CUDA)
+  if (groups.device().device == Device::cuda) return eval_on<Cuda>(cfg, groups, opt, lengths, prompt.get());
+#endif
+  return eval_on<Cpu>(cfg, groups, opt, lengths, prompt.get());
 }
 
 int eval_main(const std::string& deck, const std::vector<std::string>& overrides, const EvalOptions& opt) {
