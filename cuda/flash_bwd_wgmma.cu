@@ -26,7 +26,8 @@
 //   is the deterministic one (FA2's and cuDNN's backward are also atomic).
 //   Saved tensors read: Q, K, V, dO (bf16), lse, delta (fp32). Shared memory: HS=128: K, V 32 KB
 //   each, Q and dO 2 × 16 KB each, dSᵀ 16 KB: 145 KB; HS=64: K, V 16 KB each, Q and dO 4 × 8 KB
-//   each, dSᵀ 2 × 16 KB: 129 KB. One block (8 warps) per SM.
+//   each, dSᵀ 2 × 16 KB, lse and delta 2 KB: 131 KB with the alignment slack. One block (8 warps)
+//   per SM.
 //   Limits: HS 64 or 128; sm_90a only (flash_bwd falls back to flash_bwd.cu elsewhere).
 #include <cuda_runtime.h>
 
@@ -225,7 +226,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
   load_sw128<BN, HS, THREADS>(Vs, a.v + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
   if (w.steps > 0) {
     load_tiles<HS>(a, w, 0, Qs, Os);
-    store_row(load_row(a, w, 0), Ls, Es);
+    if (threadIdx.x < 128) store_row(load_row(a, w, 0), Ls, Es);
   }
   cp_async_commit();
 
@@ -242,7 +243,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     float next_row = 0.f;
     if (i + 1 < w.steps) {
       load_tiles<HS>(a, w, i + 1, Qs + (buf ^ 1) * BM * HS, Os + (buf ^ 1) * BM * HS);
-      next_row = load_row(a, w, i + 1);
+      if (threadIdx.x < 128) next_row = load_row(a, w, i + 1);
     }
     cp_async_commit();
     const __nv_bfloat16* Qt = Qs + buf * BM * HS;
@@ -294,7 +295,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   for (int64_t i = 0; i < 2; ++i) {  // tiles 0 and 1: one cp.async group each
     if (i < w.steps) {
       load_tiles<HS>(a, w, i, Qs + i * BM * HS, Os + i * BM * HS);
-      store_row(load_row(a, w, i), Ls + i * BM, Es + i * BM);
+      if (threadIdx.x < 128) store_row(load_row(a, w, i), Ls + i * BM, Es + i * BM);
     }
     cp_async_commit();
   }
@@ -315,7 +316,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     const int nbuf = int((i + 2) % NBUF);
     if (i + 2 < w.steps) {
       load_tiles<HS>(a, w, i + 2, Qs + nbuf * BM * HS, Os + nbuf * BM * HS);
-      next_row = load_row(a, w, i + 2);
+      if (threadIdx.x < 128) next_row = load_row(a, w, i + 2);
     }
     cp_async_commit();
     const __nv_bfloat16* Qt = Qs + buf * BM * HS;
