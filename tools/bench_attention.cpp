@@ -16,22 +16,12 @@
 #include <vector>
 
 #include "longctx/common.h"
+#include "bench_args.h"
 #include "longctx/flash.h"
 
 using namespace longctx;
 
 namespace {
-
-std::vector<int64_t> list(const std::string& s) {
-  std::vector<int64_t> v;
-  for (size_t i = 0; i < s.size();) {
-    size_t j = s.find(',', i);
-    if (j == std::string::npos) j = s.size();
-    v.push_back(std::stoll(s.substr(i, j - i)));
-    i = j + 1;
-  }
-  return v;
-}
 
 // "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel, whose enumerators are in the same order).
 template <class K>
@@ -81,8 +71,8 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
       return argv[++i];
     };
-    if (a == "--T") Ts = list(next());
-    else if (a == "--hd") hds = list(next());
+    if (a == "--T") Ts = bench::int_list(next());
+    else if (a == "--hd") hds = bench::int_list(next());
     else if (a == "--heads") H = std::stoll(next());
     else if (a == "--tokens") tokens = std::stoll(next());
     else if (a == "--iters") iters = std::stoi(next());

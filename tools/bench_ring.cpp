@@ -26,6 +26,7 @@
 #include "longctx/bf16.h"
 #include "longctx/comm_staged.h"
 #include "longctx/common.h"
+#include "bench_args.h"
 #include "longctx/ring_attention.h"
 #if defined(LONGCTX_NCCL)
 #include "longctx/comm_nccl.h"
@@ -34,17 +35,6 @@
 using namespace longctx;
 
 namespace {
-
-std::vector<int64_t> list(const std::string& s) {
-  std::vector<int64_t> v;
-  for (size_t i = 0; i < s.size();) {
-    size_t j = s.find(',', i);
-    if (j == std::string::npos) j = s.size();
-    v.push_back(std::stoll(s.substr(i, j - i)));
-    i = j + 1;
-  }
-  return v;
-}
 
 struct Shape {
   int64_t T, NH, NKV, HS;
@@ -116,7 +106,7 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--tloc") tlocs = list(next());
+    if (a == "--tloc") tlocs = bench::int_list(next());
     else if (a == "--heads") NH = std::stoll(next());
     else if (a == "--kv-heads") NKV = std::stoll(next());
     else if (a == "--hd") HS = std::stoll(next());
