@@ -3,7 +3,8 @@
 # [gpu][mpi] ones under mpirun -np 4 on the one GPU; optionally under compute-sanitizer), then
 # the benchmarks beside shared/bench/torch_reference.py on the same GPU: attention (bench) and
 # training steps (trainbench). Logs go to $OUT (default build/gpu-out).
-#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [ring]   (default: build test mpi bench)
+#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [ring] [hf]   (default: build test mpi bench)
+# hf: tools/hf_check.py (import and export against transformers, which the node has).
 # ring: build/bench_ring over every GPU of the node with NCCL (NCCL_NVLS_ENABLE=0), or on one GPU a
 # two-rank functional run over the staged MPI transport.
 set -uo pipefail
@@ -71,4 +72,7 @@ if [[ $steps == *ring* ]]; then
       mpirun --oversubscribe -np 2 build/bench_ring --transport mpi --tloc 4096 --iters 2
     fi
   } 2>&1 | tee "$OUT/ring.log"
+fi
+if [[ $steps == *hf* ]]; then
+  python3 tools/hf_check.py > "$OUT/hf.log" 2>&1; echo "hf_check rc=$?"; grep -E "PASS|FAIL|Error" "$OUT/hf.log"
 fi
