@@ -230,7 +230,7 @@ deps:
 	else echo "longctx deps: missing$$need"; echo "install them with: sudo apt-get install -y$$need"; exit 1; fi
 
 # The context-extension demo (tools/demo.sh, docs/RESULTS.md): the shipped base model (input/demo_base/)
-# before and after extending it ×4 with theta scaled, and the theta-held ablation. About 11 minutes (660 s measured on 2 cores).
+# before and after extending it ×4 with theta scaled, and the theta-held ablation. About 11 minutes (638 s measured on 2 cores).
 run: deps
 	@$(MAKE) --no-print-directory all
 	tools/demo.sh

@@ -6,7 +6,7 @@
 #      the other core, the same extension with theta held (input/demo_extend_theta_held.toml); each
 #      evaluates its final checkpoint (eval.after_each_stage);
 #   3. print the three needle tables and where the heatmaps are.
-# Everything goes to runs/demo (removed first). About 11 minutes on 2 cores (660 s measured).
+# Everything goes to runs/demo (removed first). About 11 minutes on 2 cores (638 s measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=build/longctx
