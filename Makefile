@@ -232,7 +232,7 @@ deps:
 # The context-extension demo (tools/demo.sh, docs/RESULTS.md): the shipped base model (input/demo_base/)
 # before and after extending it ×4 with theta scaled, and the theta-held ablation. About 11 minutes (638 s measured on 2 cores).
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	tools/demo.sh
 
 # One deck, trained from scratch (the earlier `make run`): make train DECK=input/tiny.toml
