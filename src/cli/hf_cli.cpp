@@ -168,21 +168,22 @@ int forward_main(const std::vector<std::string>& args, int rank) {
   const std::vector<float> loss = checkpoint_token_losses(p.positional[0], tokens, theta, &used);
   double sum = 0;
   for (float l : loss) sum += l;
-  if (p.values.count("--out")) {
-    const std::string& out = p.values.at("--out");
-    std::ofstream o(out, std::ios::binary | std::ios::trunc);
-    o.write(reinterpret_cast<const char*>(loss.data()), std::streamsize(loss.size() * sizeof(float)));
+  // Everything is computed before anything is written (a refused --logprobs leaves no --out
+  // behind), and each file appears whole: written as FILE.tmp, then renamed.
+  std::vector<float> lp;
+  if (p.values.count("--logprobs")) lp = checkpoint_log_probs(p.positional[0], tokens, theta);  // (N-1) x V
+  auto write_f32 = [](const std::string& out, const std::vector<float>& x) {
+    const std::string tmp = out + ".tmp";
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o.write(reinterpret_cast<const char*>(x.data()), std::streamsize(x.size() * sizeof(float)));
     o.close();
-    CHECK_HINT(!o.fail(), "check the path and the disk space", "forward: cannot write {}", out);
-  }
-  if (p.values.count("--logprobs")) {  // (N-1) x V float32: log p(v | t_0..t_i), row i
-    const std::vector<float> lp = checkpoint_log_probs(p.positional[0], tokens, theta);
-    const std::string& out = p.values.at("--logprobs");
-    std::ofstream o(out, std::ios::binary | std::ios::trunc);
-    o.write(reinterpret_cast<const char*>(lp.data()), std::streamsize(lp.size() * sizeof(float)));
-    o.close();
-    CHECK_HINT(!o.fail(), "check the path and the disk space", "forward: cannot write {}", out);
-  }
+    std::error_code ec;
+    if (!o.fail()) std::filesystem::rename(tmp, out, ec);
+    if (o.fail() || ec) std::filesystem::remove(tmp, ec);
+    CHECK_HINT(!o.fail() && !ec, "check the path and the disk space", "forward: cannot write {}", out);
+  };
+  if (p.values.count("--out")) write_f32(p.values.at("--out"), loss);
+  if (p.values.count("--logprobs")) write_f32(p.values.at("--logprobs"), lp);
   std::printf("{\"tokens\": %zu, \"targets\": %zu, \"loss\": %.9g, \"rope_theta\": %.17g}\n", tokens.size(), loss.size(),
               sum / double(loss.size()), used);
   return 0;
