@@ -47,6 +47,9 @@ FMT_PC   := $(if $(call pc_have,fmt),fmt)
 PNG_PC   := $(if $(call pc_have,libpng),libpng)
 TOML_PC  := $(if $(call pc_have,tomlplusplus),tomlplusplus)
 PCRE_PC  := $(if $(call pc_have,libpcre2-8),libpcre2-8)
+# A node without libpcre2-dev (the GPU node) takes pcre2.h and libpcre2-8.a from an ignored
+# third_party/pcre2/{include,lib}, carried like toml++ (docs/GPU.md says how to make it).
+PCRE_DIR := $(if $(PCRE_PC),,$(wildcard third_party/pcre2))
 TOML_DIR := $(firstword $(wildcard third_party/tomlplusplus/include /usr/include/toml++/..))
 CATCH3   := $(if $(call pc_have,catch2-with-main),yes)
 CATCH2H  := $(wildcard /usr/include/catch2/catch.hpp /usr/local/include/catch2/catch.hpp)
@@ -73,7 +76,7 @@ else
 endif
 CXXFLAGS += $(if $(FMT_PC),$(shell pkg-config --cflags $(FMT_PC)))
 # PCRE2 (8-bit code units, UTF + UCP, JIT): the tokenizer's pre-tokenizer regex (src/io/pretokenize.cpp).
-CXXFLAGS += $(if $(PCRE_PC),$(shell pkg-config --cflags $(PCRE_PC)))
+CXXFLAGS += $(if $(PCRE_PC),$(shell pkg-config --cflags $(PCRE_PC)),$(if $(PCRE_DIR),-I$(PCRE_DIR)/include))
 CXXFLAGS += $(if $(PNG_PC),$(shell pkg-config --cflags $(PNG_PC)))
 ifneq ($(TOML_PC),)
   CXXFLAGS += $(shell pkg-config --cflags $(TOML_PC))
@@ -86,7 +89,7 @@ endif
 LDLIBS   += $(if $(HDF5_PC),$(shell pkg-config --libs $(HDF5_PC)),-lhdf5)
 LDLIBS   += $(BLAS_LIBS)
 LDLIBS   += $(if $(FMT_PC),$(shell pkg-config --libs $(FMT_PC)),-lfmt)
-LDLIBS   += $(if $(PCRE_PC),$(shell pkg-config --libs $(PCRE_PC)),-lpcre2-8)
+LDLIBS   += $(if $(PCRE_PC),$(shell pkg-config --libs $(PCRE_PC)),$(if $(PCRE_DIR),$(PCRE_DIR)/lib/libpcre2-8.a,-lpcre2-8))
 LDLIBS   += $(if $(PNG_PC),$(shell pkg-config --libs $(PNG_PC)),-lpng)
 LDFLAGS  += -fopenmp
 
@@ -123,7 +126,7 @@ endif
 
 ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
   $(info longctx build: MPI $(or $(MPICXX),MISSING) | HDF5 $(or $(HDF5_PC),MISSING) ($(HDF5_PAR)) \
-    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | PCRE2 $(or $(PCRE_PC),MISSING) | libpng $(if $(PNG_PC),$(shell pkg-config --modversion libpng),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
+    | BLAS $(BLAS_WHAT) | fmt $(or $(FMT_PC),MISSING) | PCRE2 $(or $(PCRE_PC),$(if $(PCRE_DIR),$(PCRE_DIR) (static)),MISSING) | libpng $(if $(PNG_PC),$(shell pkg-config --modversion libpng),MISSING) | $(or $(TOML_WHAT),toml++ MISSING) \
     | $(CATCH_WHAT) | CUDA $(if $(filter 1,$(CUDA)),$(NVCC) ($(CUDA_HOME)) sm_$(GPU_ARCH)$(if $(CU_FILES),, (no kernels yet))$(comma) $(NCCL_WHAT),off$(if $(NVCC),$(if $(CUDA_OK),, (nvcc without toolkit headers)))) \
     | $(if $(filter 1,$(DEBUG)),debug,release)$(if $(filter 1,$(SANITIZE)), +asan/ubsan))
 endif
@@ -149,7 +152,7 @@ check-deps:
 	[ -n "$(HDF5_PC)" ] || missing="$$missing hdf5(libhdf5-openmpi-dev)"; \
 	[ -n "$(BLAS_PC)" ] || missing="$$missing openblas(libopenblas-dev)"; \
 	[ -n "$(FMT_PC)" ] || missing="$$missing fmt(libfmt-dev)"; \
-	[ -n "$(PCRE_PC)" ] || missing="$$missing pcre2(libpcre2-dev)"; \
+	[ -n "$(PCRE_PC)$(PCRE_DIR)" ] || missing="$$missing pcre2(libpcre2-dev)"; \
 	[ -n "$(PNG_PC)" ] || missing="$$missing libpng(libpng-dev)"; \
 	[ -n "$(TOML_WHAT)" ] || missing="$$missing toml++(libtomlplusplus-dev)"; \
 	if [ -n "$$missing" ]; then echo "longctx: missing:$$missing"; \

@@ -87,7 +87,7 @@ TEST_CASE("the staged MPI transport moves device buffers as MpiComm moves host o
 // NCCL between ranks needs a GPU per rank (the multi-GPU work); here each rank runs a group of one
 // on MPI_COMM_SELF, which every GPU count allows: the operations must return their inputs (sum of
 // one), copy blocks in place and out of place, and an exchange with itself must deliver.
-TEST_CASE("NcclComm on a group of one returns, copies and delivers device buffers", "[gpu]") {
+TEST_CASE("NcclComm on a group of one returns, copies and delivers device buffers", "[gpu][nccl]") {
   REQUIRE(gpu::gpu_available());
   const NcclComm nccl(MPI_COMM_SELF);
   REQUIRE(nccl.size() == 1);
