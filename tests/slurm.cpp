@@ -57,17 +57,26 @@ void stop_pid_file(const fs::path& pidfile, const std::string& comm) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
+// A private Slurm: munged and slurmctld, plus slurmd for the one real node (localhost). `nodes`
+// is the NodeName/PartitionName part of slurm.conf; without slurmd its nodes are CLOUD ones
+// (powered down, "resumed" by /bin/true), which the controller schedules against but never runs.
 struct Daemons {
-  std::string dir;
+  std::string dir, name;
+  bool with_slurmd = true;
   ~Daemons() { stop(); }
+  std::string conf() const { return dir + "/slurm.conf"; }
   void stop() {
     if (dir.empty()) return;
     stop_pid_file(fs::path(dir) / "slurmd.pid", "slurmd");
     stop_pid_file(fs::path(dir) / "slurmctld.pid", "slurmctld");
     stop_pid_file(fs::path(dir) / "munged.pid", "munged");
   }
-  void start() {
-    dir = fs::absolute("build/tmp/slurm").string();
+  // Runs a client command against this Slurm.
+  int client(const std::string& cmd, std::string* out = nullptr) const {
+    return run_command("SLURM_CONF=" + conf() + " " + cmd, out);
+  }
+  void start(const std::string& where, const std::string& cluster, const std::string& nodes, bool slurmd) {
+    dir = fs::absolute(where).string(), name = cluster, with_slurmd = slurmd;
     stop();  // stale daemons of an earlier run of the suite, by their PID files
     fs::remove_all(dir);
     for (const char* d : {"state", "spool", "log"}) fs::create_directories(fs::path(dir) / d);
@@ -81,11 +90,10 @@ struct Daemons {
                                    " --seed-file=" + dir + "/munged.seed", &out);
     INFO(out);
     REQUIRE(rc == 0);
-    const int ctld = free_port(), slurmd = free_port();
-    const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-    std::ofstream(dir + "/slurm.conf")
-        << "ClusterName=longctxtest\nSlurmctldHost=localhost\nSlurmUser=root\nSlurmdUser=root\n"
-        << "SlurmctldPort=" << ctld << "\nSlurmdPort=" << slurmd << "\n"
+    const int ctld = free_port(), slurmd_port = free_port();
+    std::ofstream(conf())
+        << "ClusterName=" << cluster << "\nSlurmctldHost=localhost\nSlurmUser=root\nSlurmdUser=root\n"
+        << "SlurmctldPort=" << ctld << "\nSlurmdPort=" << slurmd_port << "\n"
         << "AuthType=auth/munge\nCredType=cred/munge\nAuthInfo=socket=" << sock << "\n"
         << "MpiDefault=none\nProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
         << "SelectType=select/cons_tres\nSelectTypeParameters=CR_Core\nReturnToService=2\n"
@@ -95,20 +103,21 @@ struct Daemons {
         << "SlurmctldLogFile=" << dir << "/log/slurmctld.log\nSlurmdLogFile=" << dir << "/log/slurmd.log\n"
         << "AccountingStorageType=accounting_storage/none\nJobAcctGatherType=jobacct_gather/none\n"
         << "JobCompType=jobcomp/none\n"
-        << "NodeName=localhost CPUs=" << cpus << " RealMemory=2000 State=UNKNOWN\n"
-        << "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n";
-    ::setenv("SLURM_CONF", (dir + "/slurm.conf").c_str(), 1);  // for every client the tests run
-    REQUIRE(run_command("/usr/sbin/slurmctld -D -i > " + dir + "/log/slurmctld.fg 2>&1 & echo $! > " + dir +
-                        "/slurmctld.pid") == 0);
-    REQUIRE(run_command("/usr/sbin/slurmd -D -N localhost > " + dir + "/log/slurmd.fg 2>&1 & echo $! > " + dir +
-                        "/slurmd.pid") == 0);
+        << (slurmd ? "" : "GresTypes=gpu\nSuspendProgram=/bin/true\nResumeProgram=/bin/true\nSuspendTime=600\n"
+                          "PrivateData=cloud\n")  // PrivateData=cloud: sinfo lists the powered-down nodes
+        << nodes;
+    REQUIRE(run_command("/usr/sbin/slurmctld -D -i -f " + conf() + " > " + dir + "/log/slurmctld.fg 2>&1 & echo $! > " +
+                        dir + "/slurmctld.pid") == 0);
+    if (slurmd)
+      REQUIRE(run_command("/usr/sbin/slurmd -D -N localhost -f " + conf() + " > " + dir +
+                          "/log/slurmd.fg 2>&1 & echo $! > " + dir + "/slurmd.pid") == 0);
     bool up = false;
     for (int i = 0; i < 100 && !up; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      up = run_command("sinfo -h -o '%T' 2>/dev/null", &out) == 0 && contains(out, "idle");
+      up = client("sinfo -h -o '%T' 2>/dev/null", &out) == 0 && contains(out, "idle");
     }
     if (!up) run_command("tail -n 20 " + dir + "/log/*", &out);
-    INFO("the local Slurm did not come up:\n" << out);
+    INFO("the private Slurm '" << cluster << "' did not come up:\n" << out);
     REQUIRE(up);
   }
 };
@@ -117,12 +126,32 @@ Daemons& daemons() {
   static Daemons d;
   return d;
 }
+Daemons& gpu_cluster() {
+  static Daemons d;
+  return d;
+}
 
 }  // namespace
 
 const std::string& local_slurm() {
-  if (daemons().dir.empty()) daemons().start();
+  if (daemons().dir.empty()) {
+    const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+    daemons().start("build/tmp/slurm", "longctxtest",
+                    "NodeName=localhost CPUs=" + std::to_string(cpus) + " RealMemory=2000 State=UNKNOWN\n"
+                    "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP\n",
+                    true);
+    ::setenv("SLURM_CONF", daemons().conf().c_str(), 1);  // for every client the tests run
+  }
   return daemons().dir;
+}
+
+std::string gpu_cluster_conf() {
+  if (gpu_cluster().dir.empty())
+    gpu_cluster().start("build/tmp/slurm-gpu", "longctxgpu",
+                        "NodeName=gpu[001-064] CPUs=64 RealMemory=500000 Gres=gpu:8 State=CLOUD\n"
+                        "PartitionName=gpu Nodes=gpu[001-064] Default=YES MaxTime=INFINITE State=UP\n",
+                        false);
+  return gpu_cluster().conf();
 }
 
 std::string job_field(const std::string& id, const std::string& field) {

@@ -12,6 +12,11 @@ namespace longctx::test {
 
 // Starts the daemons on the first call (REQUIREs that they come up); returns the directory.
 const std::string& local_slurm();
+// A second private Slurm, controller only: 64 nodes of 64 CPUs and 8 GPUs (gres), declared as
+// powered-down CLOUD nodes that never start, so jobs of a real cluster's size are checked and
+// queued (sbatch --test-only, dependencies) but never run. Returns its slurm.conf, for
+// SLURM_CONF=... in the commands (the one-node Slurm's SLURM_CONF is left alone).
+std::string gpu_cluster_conf();
 // A job's field from `scontrol show job -o ID` (JobState, ExitCode, ...), "" if the job is unknown.
 std::string job_field(const std::string& id, const std::string& field);
 // Waits until the job has ended (COMPLETED, FAILED, CANCELLED, ...); returns its JobState.

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "catch.h"
+#include "longctx/config.h"
 #include "slurm.h"
 #include "util.h"
 
@@ -207,4 +208,59 @@ TEST_CASE("slurm: submit.sh refuses a stage no node can hold instead of leaving 
   CHECK(contains(out, "no node here has GPUs"));
   CHECK(run_command("squeue -h | wc -l", &out) == 0);
   CHECK(out == "0\n");  // nothing was submitted
+}
+
+// The seed's Llama-3-8B schedule as `longctx stages` writes it, against a controller that has a
+// real cluster's shape (64 nodes × 8 GPUs, slurm.h): each stage deck holds the seed's seq_len and
+// rope_theta at its stage and that stage's layout; sbatch --test-only accepts every script, and
+// submit.sh queues the four jobs chained with afterok. They never run (the nodes are CLOUD ones
+// that do not exist); the test cancels them.
+TEST_CASE("slurm: a 64-node GPU cluster accepts the Llama-3-8B 1M chain as longctx stages writes it",
+          "[e2e][slurm]") {
+  const std::string conf = gpu_cluster_conf(), dir = fs::absolute(temp_dir("slurm-8b")).string();
+  const std::string env = "SLURM_CONF=" + conf + " ";
+  std::string out;
+  REQUIRE(run_command(std::string(kBin) + " stages input/llama3_8b_1m.toml --out " + dir + " --scheduler slurm",
+                      &out) == 0);
+  const int64_t T[] = {65536, 131072, 524288, 1048576}, sp[] = {4, 8, 32, 64}, nodes[] = {4, 8, 32, 64};
+  const double theta[] = {22.4e6, 80e6, 1e9, 3.6e9};
+  for (int i = 0; i < 4; ++i) {
+    const std::string n = std::to_string(i + 1);
+    const longctx::Config c = longctx::parse_deck(dir + "/stage" + n + ".toml");
+    INFO("stage " << n);
+    REQUIRE(c.stages.size() == 4);
+    CHECK(c.stages[size_t(i)].seq_len == T[i]);
+    CHECK(c.stages[size_t(i)].rope_theta == theta[i]);
+    CHECK(c.parallel.sp == sp[i]);
+    CHECK(c.parallel.tp == 8);
+    const std::string job = slurp(dir + "/stage" + n + ".sbatch");
+    CHECK(contains(job, "#SBATCH --nodes=" + std::to_string(nodes[i]) + "\n"));
+    CHECK(contains(job, "#SBATCH --gpus-per-node=8\n"));
+    CHECK(contains(job, "--stop-after-stage " + n));
+    const int rc = run_command(env + "sbatch --test-only " + dir + "/stage" + n + ".sbatch 2>&1", &out);
+    INFO(out);
+    CHECK(rc == 0);
+    CHECK(contains(out, "to start at"));
+    CHECK(contains(out, "using " + std::to_string(nodes[i] * 8) + " processors"));
+  }
+  const int rc = run_command(env + dir + "/submit.sh", &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  std::vector<std::string> ids;
+  std::smatch m;
+  for (auto it = out.cbegin(); std::regex_search(it, out.cend(), m, std::regex("stage [1-4]: job ([0-9]+)"));
+       it = m.suffix().first)
+    ids.push_back(m[1]);
+  REQUIRE(ids.size() == 4);
+  std::string q;
+  REQUIRE(run_command(env + "squeue -h -o '%i %D %b %E %T' --sort=i", &q) == 0);
+  INFO(q);
+  std::string all_ids;
+  for (size_t i = 0; i < 4; ++i) {
+    std::string want = ids[i] + " " + std::to_string(nodes[i]) + " gres:gpu:8 " +
+                       (i == 0 ? std::string("(null)") : "afterok:" + ids[i - 1] + "(unfulfilled)");
+    CHECK(contains(q, want));
+    all_ids += " " + ids[i];
+  }
+  CHECK(run_command(env + "scancel" + all_ids) == 0);
 }
