@@ -32,7 +32,7 @@ struct Case {
   bool tie;
   int64_t NH, NKV, HS;
   double theta;
-  bool recompute;
+  bool recompute, recompute_attention;
   int64_t logits_chunk;  // 0: the backend's default (one chunk here); else several chunks
 };
 
@@ -60,9 +60,10 @@ double rel_l2(const float* a, const float* ref, int64_t n) {
 TEST_CASE("GPU model: the loss and every gradient tensor equal the CPU fp32 reference", "[gpu][model]") {
   REQUIRE(gpu::gpu_available());
   const Case cases[] = {
-      {"GQA 4/2, HS 64, theta 5e5, untied", false, 4, 2, 64, 5e5, false, 0},
-      {"MHA, HS 128, theta 2e6, tied, recompute", true, 2, 2, 128, 2e6, true, 0},
-      {"MQA 4/1, HS 64, theta 1e4, untied, LM head in 5 chunks", false, 4, 1, 64, 1e4, false, 97},
+      {"GQA 4/2, HS 64, theta 5e5, untied", false, 4, 2, 64, 5e5, false, false, 0},
+      {"MHA, HS 128, theta 2e6, tied, recompute (attention kept)", true, 2, 2, 128, 2e6, true, false, 0},
+      {"MQA 4/1, HS 64, theta 1e4, untied, LM head in 5 chunks, recompute of all", false, 4, 1, 64, 1e4, true,
+       true, 97},
   };
   const Cpu cpu;
   const Cuda cuda;
@@ -71,6 +72,7 @@ TEST_CASE("GPU model: the loss and every gradient tensor equal the CPU fp32 refe
     ModelConfig m;
     m.vocab_size = 301, m.n_layers = 2, m.n_heads = c.NH, m.n_kv_heads = c.NKV, m.d_model = c.NH * c.HS;
     m.d_ff = 344, m.tie_embeddings = c.tie, m.init_std = 0.05, m.recompute = c.recompute;
+    m.recompute_attention = c.recompute_attention;
     m.logits_chunk = c.logits_chunk;
     const ParamLayout layout = make_param_layout(m);
     std::vector<float> params(size_t(layout.total));

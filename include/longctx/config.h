@@ -103,6 +103,10 @@ struct ModelConfig {
   bool tie_embeddings = false;
   double init_std = 0.02;
   bool recompute = false;  // recompute each layer's activations in backward
+  // With recompute: also recompute each layer's attention (true: the least memory), or keep its
+  // output and log-sum-exp per layer (false: N·C activations + N·NH fp32 more per layer, and the
+  // attention forward, the costliest op at long T, runs once instead of twice).
+  bool recompute_attention = false;
   // LM-head rows per logits GEMM; 0: the backend's default (16 MiB of fp32 logits on the CPU,
   // 256 MiB on the GPU). Not part of the model's shape (checkpoints do not record it).
   int64_t logits_chunk = 0;

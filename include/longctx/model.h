@@ -94,7 +94,8 @@ class Model {
   };
   void shape(int64_t batch, int64_t T);  // sets the sizes and the ring's shape
   void take_all(Arena& a);           // every buffer, in one order, for both arena passes
-  void layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out);
+  // attention = false: a.att and a.lse already hold this layer's attention (the kept ones).
+  void layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out, bool attention = true);
   void layer_backward(int64_t l, LayerActs& a, Tensor<Act> dres);
   LossSum head(Tensor<const int32_t> targets, bool with_grad, const RowStats& rows = {});
   void embed(Tensor<const int32_t> tokens, Tensor<Act> x0);
@@ -102,7 +103,9 @@ class Model {
   Tensor<const Act> gather_rows(Tensor<const Act> rows, Tensor<Act> full);
   Tensor<Act> reduce_partial(Tensor<Act> full);       // the sum's (Nr, C) rows: in rows_ or full
   void reduce_rows(Tensor<Act> full, Tensor<Act> rows);  // the same, always into `rows`
-  LayerActs& acts_for(int64_t l) { return recompute_ ? scratch_ : acts_[size_t(l)]; }
+  // Layer l's activations: its own set, or (recompute) the shared set, with layer l's kept
+  // attention output and LSE when keep_att_.
+  LayerActs& acts_for(int64_t l);
 
   const B& be_;
   ModelConfig m_;
@@ -111,6 +114,7 @@ class Model {
   ModelView<Param> p_;
   ModelView<float> g_;
   bool recompute_, rs_, bwd_;  // bwd_: the backward's buffers are taken (a training model)
+  bool keep_att_ = false;      // recompute, training, !recompute_attention: attention kept per layer
   ArenaParts parts_;
   RingAttention<B> ring_;
   LmHead<B> lm_;
@@ -119,6 +123,8 @@ class Model {
   size_t held_ = 0;              // bytes of mem_
   std::vector<LayerActs> acts_;  // per layer (without recompute)
   LayerActs scratch_{};          // the one set reused by every layer (with recompute)
+  std::vector<Tensor<Act>> att_keep_;    // per layer attention output (keep_att_)
+  std::vector<Tensor<float>> lse_keep_;  // and its log-sum-exp
   std::vector<Tensor<Act>> x_in_;  // per layer input (+ final), (Nr, C), always kept
   Tensor<Act> xf_, dxf_, dres_, dxn_, dh_, dgate_, dup_, datt_, dq_, dk_, dv_, full_, rows_;
   Tensor<float> rstdf_, cos_, sin_;

@@ -70,6 +70,7 @@ std::vector<Section> sections_of(Config& c) {
         I("n_kv_heads", &m.n_kv_heads, 1, 1024), I("d_ff", &m.d_ff, 1, int64_t(1) << 20),
         F("norm_eps", &m.norm_eps, "(]", 0, 0.1), B("tie_embeddings", &m.tie_embeddings),
         F("init_std", &m.init_std, "(]", 0, 1), B("recompute", &m.recompute),
+        B("recompute_attention", &m.recompute_attention),
         I("logits_chunk", &m.logits_chunk, 0, int64_t(1) << 31)}},
       {"parallel",
        {I("dp", &p.dp, 1, 65536), I("tp", &p.tp, 1, 65536), I("sp", &p.sp, 1, 65536),

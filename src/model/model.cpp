@@ -35,17 +35,22 @@ void Model<B>::take_all(Arena& a) {
   const int64_t N = N_, Nr = Nr_, L = m_.n_layers, Tl = seq().T_loc;
   auto act = [&](int64_t rows, int64_t cols) { return a.take<Act>({rows, cols}); };
   auto f32 = [&](int64_t rows, int64_t cols) { return a.take<float>({rows, cols}); };
-  auto make_set = [&] {
+  keep_att_ = recompute_ && bwd_ && !m_.recompute_attention;
+  auto make_set = [&](bool with_att) {
+    const int64_t Na = with_att ? N : 0;
     LayerActs s{};
     s.xn1 = act(N, C), s.rstd1 = f32(Nr, 1), s.q = act(N, NH * HS), s.k = act(N, NKV * HS);
-    s.v = act(N, NKV * HS), s.att = act(N, NH * HS), s.lse = f32(N, NH), s.x_mid = act(Nr, C);
+    s.v = act(N, NKV * HS), s.att = act(Na, NH * HS), s.lse = f32(Na, NH), s.x_mid = act(Nr, C);
     s.xn2 = act(N, C), s.rstd2 = f32(Nr, 1), s.gate = act(N, F), s.up = act(N, F), s.h = act(N, F);
     return s;
   };
-  acts_.clear();
-  if (recompute_) scratch_ = make_set();
-  else
-    for (int64_t l = 0; l < L; ++l) acts_.push_back(make_set());
+  acts_.clear(), att_keep_.clear(), lse_keep_.clear();
+  if (recompute_) {
+    scratch_ = make_set(!keep_att_);
+    for (int64_t l = 0; keep_att_ && l < L; ++l) att_keep_.push_back(act(N, NH * HS)), lse_keep_.push_back(f32(N, NH));
+  } else {
+    for (int64_t l = 0; l < L; ++l) acts_.push_back(make_set(true));
+  }
   x_in_.assign(size_t(L + 1), {});
   for (auto& x : x_in_) x = act(Nr, C);
   xf_ = act(N, C), rstdf_ = f32(Nr, 1), cos_ = f32(Tl, HS / 2), sin_ = f32(Tl, HS / 2);
@@ -152,7 +157,14 @@ void Model<B>::embed(Tensor<const int32_t> tokens, Tensor<Act> x0) {
 }
 
 template <class B>
-void Model<B>::layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out) {
+typename Model<B>::LayerActs& Model<B>::acts_for(int64_t l) {
+  if (!recompute_) return acts_[size_t(l)];
+  if (keep_att_) scratch_.att = att_keep_[size_t(l)], scratch_.lse = lse_keep_[size_t(l)];
+  return scratch_;
+}
+
+template <class B>
+void Model<B>::layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out, bool attention) {
   const int64_t HS = m_.head_size(), NH = tp_.NH, NKV = tp_.NKV, Tl = seq().T_loc;
   const float eps = float(m_.norm_eps);
   const LayerView<Param>& w = p_.layers[size_t(l)];
@@ -164,7 +176,7 @@ void Model<B>::layer_forward(int64_t l, LayerActs& a, Tensor<Act> x_out) {
   be_.linear_fwd(a.v, a.xn1, w.wv);
   be_.rope_apply(a.q.view({B_, Tl, NH, HS}), cos_, sin_, +1);
   be_.rope_apply(a.k.view({B_, Tl, NKV, HS}), cos_, sin_, +1);
-  ring_.forward(a.att, a.lse, a.q, a.k, a.v);
+  if (attention) ring_.forward(a.att, a.lse, a.q, a.k, a.v);
   be_.linear_fwd(full_, a.att, w.wo);
   be_.add(a.x_mid, a.x_in, reduce_partial(full_));
   be_.rmsnorm_fwd(rs_ ? rows_ : a.xn2, a.rstd2, a.x_mid, w.mlp_norm, eps);
@@ -223,7 +235,8 @@ LossSum Model<B>::forward_backward(const int32_t* tokens, const int32_t* targets
   be_.rmsnorm_bwd(dres_, g_.norm, reduce_partial(dxf_), x_in_[size_t(L)], p_.norm, rstdf_);
   for (int64_t l = L - 1; l >= 0; --l) {
     LayerActs& a = acts_for(l);
-    if (recompute_) layer_forward(l, a, xf_.rows(0, Nr_));  // same ops, same inputs: bit-identical
+    // Same ops, same inputs: bit-identical; the kept attention is the first pass's own.
+    if (recompute_) layer_forward(l, a, xf_.rows(0, Nr_), !keep_att_);
     layer_backward(l, a, dres_);
   }
   be_.embedding_bwd(g_.embed, gather_rows(dres_, full_), tok, tp_.v0);

@@ -148,7 +148,8 @@ MemoryRefusal memory_refusal(const char* what, const char* pool_name, const std:
   r.hint = state_only ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
                         "state is sharded over them), or use more nodes"
                       : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
-                        "model.recompute = true, lower micro_batch, or use more nodes";
+                        "model.recompute = true (and model.recompute_attention = true for the least), lower "
+                        "micro_batch, or use more nodes";
   r.message = fmt::format("{}: {} do not fit: the {} rank{} of a {} need {} but {} is available ({}); per rank "
                           "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
                           ranks == 1 ? "" : "s", pool_name, format_bytes(need), format_bytes(avail), from,
