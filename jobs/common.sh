@@ -51,13 +51,15 @@ longctx_banner() {  # what, deck, ranks, the longctx options
 # script on to it (srun and Open MPI's mpirun hand them to every rank): Slurm's --signal=B:USR1@120
 # signals only the batch shell, and ranks that mpirun started on the batch node are in no job step.
 # Returns the launcher's status once it has ended (a trapped signal interrupts `wait`: wait again).
+# LONGCTX_TERM_AS=USR1 passes SIGTERM on as SIGUSR1 (mpirun: its ranks treat both alike, but
+# mpirun itself returns 1 after SIGTERM and 75 after SIGUSR1, and the end of the job needs the 75).
 longctx_run() {
   "$@" &
   local pid=$! rc=0
   # shellcheck disable=SC2064
   trap "echo 'longctx: SIGUSR1: passing it on to the ranks'; kill -USR1 $pid 2>/dev/null" USR1
   # shellcheck disable=SC2064
-  trap "echo 'longctx: SIGTERM: passing it on to the ranks'; kill -TERM $pid 2>/dev/null" TERM
+  trap "echo 'longctx: SIGTERM: passing it on to the ranks as SIG${LONGCTX_TERM_AS:-TERM}'; kill -${LONGCTX_TERM_AS:-TERM} $pid 2>/dev/null" TERM
   while :; do
     rc=0
     wait "$pid" || rc=$?
@@ -81,27 +83,39 @@ longctx_launch() {
     fi
   fi
   if [ "$how" = srun ]; then
-    echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ($ranks ranks)"
-    longctx_run srun --mpi=pmix --kill-on-bad-exit=1 "$LONGCTX_BIN" "$@"
+    # srun does not inherit sbatch's --cpus-per-task (Slurm >= 22.05): pass it on, or a site that
+    # binds tasks to cores gives each rank one core for its LONGCTX_THREADS threads.
+    local cpt=()
+    [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+    echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ${cpt[*]} ($ranks ranks)"
+    longctx_run srun --mpi=pmix --kill-on-bad-exit=1 ${cpt[@]+"${cpt[@]}"} "$LONGCTX_BIN" "$@"
   else
     local hosts=()
     [ -n "${PBS_NODEFILE:-}" ] && hosts=(--hostfile "$PBS_NODEFILE")
     echo "longctx: launcher: mpirun -np $ranks ${hosts[*]} ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS}"
     # shellcheck disable=SC2086
-    longctx_run mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
+    LONGCTX_TERM_AS=USR1 longctx_run mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
       "$LONGCTX_BIN" "$@"
   fi
 }
 
 # After the run: status 75 is an interrupted run (SIGTERM/SIGUSR1) that left a checkpoint. A Slurm
-# job requeues itself then (its next start resumes; afterok dependants keep waiting for it).
+# job requeues itself then, a PBS job asks qrerun to (its next start resumes; afterok dependants
+# keep waiting for it).
 longctx_finish() {
   local rc=$1
   if [ "$rc" -eq 75 ]; then
     echo "longctx: interrupted (status 75): the checkpoint is written; the same job with --resume continues it"
+    local again="resubmit this job, or the chain from this stage with its submit.sh --from N"
     if [ -n "${SLURM_JOB_ID:-}" ] && [ "${LONGCTX_REQUEUE:-1}" = 1 ]; then
       echo "longctx: requeueing job $SLURM_JOB_ID (LONGCTX_REQUEUE=0 to leave it ended)"
-      scontrol requeue "$SLURM_JOB_ID" || echo "longctx: requeue refused: resubmit this job by hand"
+      scontrol requeue "$SLURM_JOB_ID" || echo "longctx: requeue refused: $again"
+    elif [ -n "${PBS_JOBID:-}" ] && [ "${LONGCTX_REQUEUE:-1}" = 1 ]; then
+      # The job is rerunnable (-r y); qrerun puts it back in the queue, so afterok dependants keep
+      # waiting. Sites that keep qrerun to operators refuse it: then the chain's later stages are
+      # deleted with this one's non-zero status, and submit.sh --from N starts again from here.
+      echo "longctx: rerunning job $PBS_JOBID with qrerun (LONGCTX_REQUEUE=0 to leave it ended)"
+      qrerun "$PBS_JOBID" || echo "longctx: qrerun refused (operators only at this site?): $again"
     fi
   elif [ "$rc" -ne 0 ]; then
     echo "longctx: failed with status $rc"

@@ -64,8 +64,8 @@ TEST_CASE("slurm: the stages chain runs; stage 2 resumes from stage 1's checkpoi
   CHECK(fs::exists(dir + "/checkpoints/ckpt_0000005.h5"));
   const std::string log1 = slurp(dir + "/jobs/tiny-s1-" + ids[0] + ".out");
   const std::string log2 = slurp(dir + "/jobs/tiny-s2-" + ids[1] + ".out");
-  CHECK(contains(log1, "launcher: srun --mpi=pmix"));
-  CHECK(contains(log1, "revision "));
+  CHECK(contains(log1, "launcher: srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=1"));
+  CHECK(std::regex_search(log1, std::regex("revision [0-9a-f]{40}")));  // the checkout's commit
   CHECK(contains(log1, "stage 1 complete: stopping as asked"));
   CHECK(contains(log2, "resuming " + dir + " from " + dir + "/checkpoints/ckpt_0000003.h5"));
   CHECK(contains(log2, "grid: 2 ranks"));
@@ -129,7 +129,9 @@ TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval
   INFO(out);
   REQUIRE(rc == 0);
   const std::string id = out.substr(0, out.find_first_of(";\n"));
-  rc = run_command("sbatch --parsable --dependency=afterok:" + id + " --output=" + dir + "/eval.out "
+  // One task of 2 CPUs: srun gets --cpus-per-task from the job (it does not inherit it), and the
+  // rank runs 2 threads.
+  rc = run_command("sbatch --parsable --cpus-per-task=2 --dependency=afterok:" + id + " --output=" + dir + "/eval.out "
                    "jobs/slurm_eval.sbatch input/tiny.toml" + quick(dir) + " --lengths 256 --depths 0.5 --samples 1", &out);
   REQUIRE(rc == 0);
   const std::string eval_id = out.substr(0, out.find_first_of(";\n"));
@@ -141,7 +143,8 @@ TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval
   CHECK(contains(train, "launcher: mpirun -np 2"));
   CHECK(contains(train, "grid: 2 ranks = 1 node(s) × 2 per node × 1 thread(s); dp×tp×sp = 2×1×1"));  // with --set
   CHECK(contains(train, "stage 2/2 step 2/2"));
-  CHECK(contains(eval, "launcher: srun --mpi=pmix"));
+  CHECK(contains(eval, "launcher: srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task=2 (1 ranks)"));
+  CHECK(contains(eval, "× 2 thread(s)"));
   CHECK(contains(eval, "needle-in-a-haystack: " + dir + "/checkpoints/ckpt_0000005.h5"));
 }
 

@@ -208,3 +208,54 @@ TEST_CASE("job scripts: bash syntax and directives (no PBS server is packaged fo
   }
   CHECK(contains(slurp("jobs/common.sh"), "srun --mpi=pmix"));
 }
+
+// submit.sh against stand-in qsub and sbatch on PATH that record their arguments and answer job
+// ids: the options given to submit.sh reach every submission, each stage depends on the one before
+// it (afterok), and --from N submits stages N.. with no dependency on the first.
+TEST_CASE("stages: submit.sh passes its options to qsub/sbatch, chains afterok, and --from N starts at stage N",
+          "[e2e]") {
+  const std::string dir = fs::absolute(temp_dir("stages-submit")).string();
+  fs::create_directories(dir + "/bin");
+  for (const char* tool : {"qsub", "sbatch"}) {
+    // Job ids 101, 102, ... (sbatch --parsable prints "id;cluster" on federated clusters: "id" here).
+    std::ofstream(dir + "/bin/" + tool) << "#!/bin/bash\nn=$(( $(wc -l < " << dir << "/calls 2>/dev/null || echo 0) + 101 ))\n"
+                                        << "echo \"" << tool << " $*\" >> " << dir << "/calls\necho $n"
+                                        << (std::string(tool) == "qsub" ? ".pbsfake" : "") << "\n";
+    fs::permissions(dir + "/bin/" + tool, fs::perms::owner_all);
+  }
+  const std::string path = "PATH=" + dir + "/bin:$PATH LONGCTX_NO_CHECK=1 ";
+  std::string out;
+  for (const char* sched : {"pbs", "slurm"}) {
+    INFO(sched);
+    const bool pbs = std::string(sched) == "pbs";
+    const std::string jobs = dir + "/" + sched, ext = pbs ? ".pbs" : ".sbatch";
+    REQUIRE(run_command(std::string(kBin) + " stages input/llama3_8b_1m.toml --out " + jobs + " --scheduler " + sched,
+                        &out) == 0);
+    const std::string opts = pbs ? "-q gpu -A proj" : "--partition=gpu --account=proj";
+    fs::remove(dir + "/calls");
+    int rc = run_command(path + jobs + "/submit.sh " + opts, &out);
+    INFO(out);
+    REQUIRE(rc == 0);
+    const std::string id = pbs ? ".pbsfake" : "";
+    std::string want;
+    for (int i = 1; i <= 4; ++i) {
+      const std::string dep = i == 1 ? ""
+                              : pbs  ? fmt::format("-W depend=afterok:{}{} ", 99 + i, id)
+                                     : fmt::format("--dependency=afterok:{} --kill-on-invalid-dep=yes ", 99 + i);
+      want += fmt::format("{} {}{}{} {}/stage{}{}\n", pbs ? "qsub" : "sbatch", pbs ? "" : "--parsable ", dep, opts, jobs, i,
+                          ext);
+    }
+    CHECK(slurp(dir + "/calls") == want);
+    CHECK(contains(out, fmt::format("stage 4: job 104{} (64 node(s) × 8 rank(s), 8 GPU(s) per node), after 103{} ends well",
+                                    id, id)));
+    fs::remove(dir + "/calls");
+    rc = run_command(path + jobs + "/submit.sh --from 3 " + opts, &out);
+    REQUIRE(rc == 0);
+    CHECK(slurp(dir + "/calls") ==
+          fmt::format("{0} {1}{2} {3}/stage3{4}\n{0} {1}{5}{2} {3}/stage4{4}\n", pbs ? "qsub" : "sbatch",
+                      pbs ? "" : "--parsable ", opts, jobs, ext,
+                      pbs ? "-W depend=afterok:101.pbsfake " : "--dependency=afterok:101 --kill-on-invalid-dep=yes "));
+    CHECK(run_command(path + jobs + "/submit.sh --from 5", &out) != 0);
+    CHECK(contains(out, "submit.sh: --from '5': the stages are 1..4"));
+  }
+}

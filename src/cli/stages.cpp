@@ -110,13 +110,30 @@ std::string submit_script(bool slurm, const std::vector<Job>& jobs, const std::s
       "# later ones from running{}.\n",
       jobs.size(), deck, slurm ? "sbatch --dependency=afterok" : "qsub -W depend=afterok",
       slurm ? " (--kill-on-invalid-dep=yes cancels them)" : " (PBS deletes them)");
+  const std::string tool = slurm ? "sbatch" : "qsub";
+  t += fmt::format("#   submit.sh [--from N] [{0} options for every stage, e.g. {1}]\n"
+                   "# --from N submits stages N.. only (after a stage failed or was stopped: each job resumes from\n"
+                   "# the newest checkpoint in checkpoint.dir).\n",
+                   tool, slurm ? "--partition=gpu --account=proj" : "-q gpu -A proj");
   if (slurm)
-    t += "#   submit.sh [sbatch options for every stage, e.g. --partition=gpu --account=proj]\n"
-         "# Before submitting, each stage's request is compared with the cluster's largest node (sinfo), so a\n"
-         "# job that could never start is refused here rather than left pending; LONGCTX_NO_CHECK=1 skips it.\n"
-         "set -euo pipefail\nhere=$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\n"
-         "fits() {  # stage, CPUs per node, GPUs per node\n"
+    t += "# Before submitting, each stage's request is compared with the cluster's largest node (sinfo), so a\n"
+         "# job that could never start is refused here rather than left pending; LONGCTX_NO_CHECK=1 skips it.\n";
+  t += "set -euo pipefail\nhere=$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\nfrom=1\n"
+       "if [ \"${1:-}\" = --from ]; then from=${2:-}; shift 2 || true; fi\n";
+  t += fmt::format("case $from in\n  {}) ;;\n  *) echo \"submit.sh: --from '$from': the stages are 1..{}\" >&2; exit 1 ;;\nesac\n",
+                   [&] {
+                     std::string alts;
+                     for (size_t i = 0; i < jobs.size(); ++i) {
+                       if (i) alts += '|';
+                       alts += std::to_string(i + 1);
+                     }
+                     return alts;
+                   }(),
+                   jobs.size());
+  if (slurm)
+    t += "fits() {  # stage, CPUs per node, GPUs per node\n"
          "  [ \"${LONGCTX_NO_CHECK:-0}\" = 1 ] && return 0\n"
+         "  [ \"$1\" -lt \"$from\" ] && return 0\n"
          "  command -v sinfo >/dev/null || return 0\n"
          "  local most; most=$(sinfo -h -o '%c' | tr -d '+' | sort -n | tail -n 1)\n"
          "  if [ -n \"$most\" ] && [ \"$2\" -gt \"$most\" ]; then\n"
@@ -127,21 +144,21 @@ std::string submit_script(bool slurm, const std::vector<Job>& jobs, const std::s
          "    echo \"submit.sh: stage $1 asks for $3 GPUs per node, but no node here has GPUs (gres).\" \\\n"
          "         \"hint: run.device = \\\"cpu\\\" or longctx stages --gpus-per-node 0\" >&2\n"
          "    exit 1\n  fi\n}\n";
-  else
-    t += "set -euo pipefail\nhere=$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\n";
   for (size_t i = 0; i < jobs.size(); ++i)
     if (slurm) t += fmt::format("fits {} {} {}\n", i + 1, jobs[i].per_node * jobs[i].cpus, jobs[i].gpus);
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const std::string dep =
-        i == 0 ? "" : slurm ? fmt::format(" --dependency=afterok:$j{} --kill-on-invalid-dep=yes", i)
-                            : fmt::format(" -W depend=afterok:$j{}", i);
-    if (slurm)
-      t += fmt::format("j{0}=$(sbatch --parsable{1} \"$@\" \"$here/stage{0}.sbatch\" | cut -d';' -f1)\n", i + 1, dep);
-    else
-      t += fmt::format("j{0}=$(qsub{1} \"$here/stage{0}.pbs\")\n", i + 1, dep);
-    t += fmt::format("echo \"stage {0}: job $j{0} ({1} node(s) × {2} rank(s), {3} GPU(s) per node){4}\"\n", i + 1,
-                     jobs[i].nodes, jobs[i].per_node, jobs[i].gpus, i ? fmt::format(", after $j{} ends well", i) : "");
-  }
+  // submit STAGE DESCRIPTION: the stage's job, after the previous one submitted here ($prev).
+  t += "prev=\"\"\nsubmit() {\n  local dep=() j\n";
+  if (slurm)
+    t += "  [ -n \"$prev\" ] && dep=(--dependency=afterok:\"$prev\" --kill-on-invalid-dep=yes)\n"
+         "  j=$(sbatch --parsable ${dep[@]+\"${dep[@]}\"} ${opts[@]+\"${opts[@]}\"} \"$here/stage$1.sbatch\" | cut -d';' -f1)\n";
+  else
+    t += "  [ -n \"$prev\" ] && dep=(-W depend=afterok:\"$prev\")\n"
+         "  j=$(qsub ${dep[@]+\"${dep[@]}\"} ${opts[@]+\"${opts[@]}\"} \"$here/stage$1.pbs\")\n";
+  t += "  echo \"stage $1: job $j ($2)${prev:+, after $prev ends well}\"\n  prev=$j\n}\nopts=(\"$@\")\n";
+  for (size_t i = 0; i < jobs.size(); ++i)
+    t += fmt::format("[ \"$from\" -le {0} ] && submit {0} \"{1} node(s) × {2} rank(s), {3} GPU(s) per node\"\n", i + 1,
+                     jobs[i].nodes, jobs[i].per_node, jobs[i].gpus);
+  t += "exit 0\n";
   return t;
 }
 
