@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "catch.h"
@@ -198,4 +199,34 @@ TEST_CASE("plan counts a deck whose stages change the layout per layout, and nam
   CHECK(rc != 0);
   CHECK(contains(out, "train: activations of stage 2 (seq_len 16777216, micro_batch 2) do not fit"));
   CHECK(contains(out, "verdict (CPU backend, run.device = \"cpu\"): does not fit (stage 2)"));
+}
+
+// The shipped schedule (input/llama3_8b_1m.toml, run.device = "cuda", 8 ranks per node as
+// `longctx stages` places them): refused on GPUs too small for it and on a CPU node too small,
+// with the numbers; accepted on 139 GiB GPUs.
+TEST_CASE("plan refuses the shipped Llama-3-8B 1M deck on a machine too small for it, with the numbers", "[e2e]") {
+  const std::string plan = std::string(kBin) + " plan input/llama3_8b_1m.toml";
+  std::string out;
+#if defined(LONGCTX_CUDA)
+  int rc = run_command(plan + " --gpu-memory 8G", &out);
+  INFO(out);
+  CHECK(rc == 1);
+  CHECK(contains(out, "8 ranks per node (one per GPU"));
+  CHECK(contains(out, "GPU: DOES NOT FIT (train refuses it)"));
+  CHECK(std::regex_search(out, std::regex("the 1 rank of a GPU need [0-9.]+ GiB but 8\\.0 GiB is available \\(--gpu-memory\\)")));
+  CHECK(contains(out, "verdict (GPU backend, run.device = \"cuda\"): does not fit (stage 1, stage 2, stage 3, stage 4)"));
+  CHECK(contains(out, "hint: raise parallel.sp or parallel.tp"));
+  rc = run_command(plan + " --gpu-memory 139G", &out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "verdict (GPU backend, run.device = \"cuda\"): fits"));
+#else
+  CHECK(run_command(plan + " --gpu-memory 8G", &out) == 0);  // nothing to check it against
+  CHECK(contains(out, "GPU (bf16) backend: not in this build"));
+#endif
+  // On CPU nodes of 64 GiB, 8 ranks each: the state alone does not fit (the numbers, then the hint).
+  const int rc_cpu = run_command(plan + " --set run.device=cpu --memory 64G --ranks-per-node 8", &out);
+  INFO(out);
+  CHECK(rc_cpu == 1);
+  CHECK(std::regex_search(out, std::regex("the 8 ranks of a node need [0-9.]+ GiB but 64\\.0 GiB is available \\(--memory\\)")));
+  CHECK(contains(out, "verdict (CPU backend, run.device = \"cpu\"): does not fit"));
 }

@@ -42,16 +42,18 @@ MemoryPool host_pool(const ProcessGroups& g);
 // same Error on every rank when the state plus the largest arena of some stage does not fit on
 // some node. `what` is "train" or "eval".
 void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const StateBytes& state, const std::vector<size_t>& stage_bytes,
-                       const std::vector<std::string>& stage_names, const char* what);
+                       const std::vector<std::string>& stage_names, const char* what,
+                       const ModelConfig* model = nullptr);
 
 // The refusal check_memory_fits raises, for `longctx plan` to print the same words: `stage` is ""
 // when the state alone does not fit; need / avail / ranks are the tightest pool's, `largest` and
-// `activations` the largest rank's (activations: the stage's arena and op scratch).
+// `activations` the largest rank's (activations: the stage's arena and op scratch). `model`: the
+// training model, whose recompute settings the hint names (null: an evaluation, no hint on them).
 struct MemoryRefusal {
   std::string message, hint;
 };
 MemoryRefusal memory_refusal(const char* what, const char* pool_name, const std::string& stage, double need,
                              double avail, int ranks, const std::string& from, const StateBytes& largest,
-                             double activations);
+                             double activations, const ModelConfig* model = nullptr);
 
 }  // namespace longctx

@@ -52,7 +52,8 @@ static const Usage kUsages[] = {
       without recompute, ring buffers, op scratch and the peak, for the CPU (fp32) and GPU (bf16)
       backends, with node and GPU totals; then the verdict train would reach against --memory per
       node (default: this machine's available memory) and --gpu-memory per GPU (default: this
-      machine's GPU, else unknown). Ranks per node default to all. Exits 1 when train would refuse.)"},
+      machine's GPU, else unknown). Ranks per node default to 8 for run.device = "cuda" decks (one
+      per GPU, as `longctx stages` places them), else to all. Exits 1 when train would refuse.)"},
     {"info", R"(  longctx info [--no-verify] CHECKPOINT.h5
       Summarise a checkpoint and verify its data checksums (reads every dataset; --no-verify
       reads attributes only). h5dump -H shows the whole tree.)"},

@@ -69,7 +69,7 @@ Verdict judge(const std::vector<RankNeed>& ranks, int64_t per, double avail, con
   }
   const int in_pool = int(std::min<size_t>(size_t(per), R - worst * size_t(per)));
   const MemoryRefusal m = memory_refusal("train", pool_name, k == 0 ? "" : stage_names(cfg, first)[k - 1], need[worst][k],
-                                         avail, in_pool, from, largest, act);
+                                         avail, in_pool, from, largest, act, &cfg.model);
   v.fits = false;
   v.text = fmt::format("DOES NOT FIT (train refuses it):\n  {}\n  hint: {}", m.message, m.hint);
   return v;
@@ -158,8 +158,12 @@ int plan_main(const std::string& deck, const std::vector<std::string>& overrides
   CHECK_HINT(opt.ranks_per_gpu >= 1, "--ranks-per-gpu N, N >= 1", "plan: --ranks-per-gpu {}", opt.ranks_per_gpu);
   const std::vector<LayoutGroup> groups = layout_groups(cfg);
   const int64_t n_params = make_param_layout(cfg.model).total;
+  // Ranks per node: as given, else as `longctx stages` places them (8 for "cuda" runs: one per GPU).
+  const bool cuda_run = cfg.run.device == Device::cuda;
+  const int64_t ranks_per_node = opt.ranks_per_node > 0 ? opt.ranks_per_node : cuda_run ? 8 : 0;
   const std::string per_node_text = opt.ranks_per_node > 0 ? fmt::format("{} ranks per node", opt.ranks_per_node)
-                                                           : std::string("every rank on one node");
+                                    : cuda_run ? std::string("8 ranks per node (one per GPU; --ranks-per-node N)")
+                                               : std::string("every rank on one node");
   if (groups.size() == 1)
     std::printf("plan: %s | %s | %lld parameters | %s, %lld per GPU\n", deck.c_str(),
                 describe_layout(cfg.parallel).c_str(), (long long)n_params, per_node_text.c_str(),
@@ -191,7 +195,7 @@ int plan_main(const std::string& deck, const std::vector<std::string>& overrides
   for (const LayoutGroup& g : groups) {
     const Config& c = g.cfg;
     const int64_t world = c.parallel.dp * c.parallel.sp * c.parallel.tp;
-    const int64_t per_node = opt.ranks_per_node > 0 ? std::min(opt.ranks_per_node, world) : world;
+    const int64_t per_node = ranks_per_node > 0 ? std::min(ranks_per_node, world) : world;
     const std::string stages = c.stages.size() == 1 ? fmt::format("stage {}", g.first + 1)
                                                     : fmt::format("stages {}-{}", g.first + 1, g.first + c.stages.size());
     if (groups.size() > 1) std::printf("\n== %s | %s\n", stages.c_str(), describe_layout(c.parallel).c_str());

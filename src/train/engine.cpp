@@ -211,7 +211,7 @@ class Engine final : public StepEngine {
       arena = std::max(arena, need.stages[i].arena()), scratch = std::max(scratch, need.stages[i].scratch);
       peaks.push_back(arena + scratch), names.push_back(all[i]);
     }
-    check_memory_fits(g_, pool, need.state, peaks, names, "train");
+    check_memory_fits(g_, pool, need.state, peaks, names, "train", &cfg_.model);
     return need.state.total();
   }
   // The parameters from the master shards: an fp32 backend gathers them; a bf16 one casts its

@@ -98,7 +98,7 @@ MemoryPool host_pool(const ProcessGroups& g) { return MemoryPool{&g.node(), "nod
 
 void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const StateBytes& state,
                        const std::vector<size_t>& stage_bytes, const std::vector<std::string>& stage_names,
-                       const char* what) {
+                       const char* what, const ModelConfig* model) {
   const Comm& node = *pool.sharers;
   const bool gpu = pool.device >= 0;
   std::string source;
@@ -135,21 +135,24 @@ void check_memory_fits(const ProcessGroups& g, const MemoryPool& pool, const Sta
   const std::string from = gpu ? (std::getenv("LONGCTX_GPU_MEMORY") ? "LONGCTX_GPU_MEMORY" : "the GPU's free memory")
                                : std::getenv("LONGCTX_MEMORY") ? "LONGCTX_MEMORY" : "MemAvailable or the cgroup limit";
   const MemoryRefusal r = memory_refusal(what, pool.name, k == 0 ? "" : stage_names[k - 1], fig[0], fig[1], int(fig[2]),
-                                         from, StateBytes{size_t(fig[3]), size_t(fig[4]), size_t(fig[5])}, fig[6]);
+                                         from, StateBytes{size_t(fig[3]), size_t(fig[4]), size_t(fig[5])}, fig[6], model);
   CHECK_ALIKE(false, r.hint, "{}", r.message);
 }
 
 MemoryRefusal memory_refusal(const char* what, const char* pool_name, const std::string& stage, double need,
                              double avail, int ranks, const std::string& from, const StateBytes& largest,
-                             double activations) {
+                             double activations, const ModelConfig* model) {
   const bool state_only = stage.empty();
   const std::string part = state_only ? "the parameters, gradients and optimizer state" : "activations of " + stage;
   MemoryRefusal r;
   r.hint = state_only ? "raise parallel.tp (each rank holds 1/tp of the weights) or dp·sp (the optimizer "
                         "state is sharded over them), or use more nodes"
-                      : "raise parallel.sp or parallel.tp (each cuts the activations per rank), set "
-                        "model.recompute = true (and model.recompute_attention = true for the least), lower "
-                        "micro_batch, or use more nodes";
+                      : fmt::format("raise parallel.sp or parallel.tp (each cuts the activations per rank), {}"
+                                    "lower micro_batch, or use more nodes",
+                                    !model                        ? ""
+                                    : !model->recompute           ? "set model.recompute = true, "
+                                    : !model->recompute_attention ? "set model.recompute_attention = true, "
+                                                                  : "");
   r.message = fmt::format("{}: {} do not fit: the {} rank{} of a {} need {} but {} is available ({}); per rank "
                           "(the largest): parameters {}, gradients {}, optimizer state {}{}", what, part, ranks,
                           ranks == 1 ? "" : "s", pool_name, format_bytes(need), format_bytes(avail), from,
