@@ -131,8 +131,10 @@ TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval
   const std::string id = out.substr(0, out.find_first_of(";\n"));
   // One task of 2 CPUs: srun gets --cpus-per-task from the job (it does not inherit it), and the
   // rank runs 2 threads.
-  rc = run_command("sbatch --parsable --cpus-per-task=2 --dependency=afterok:" + id + " --output=" + dir + "/eval.out "
-                   "jobs/slurm_eval.sbatch input/tiny.toml" + quick(dir) + " --lengths 256 --depths 0.5 --samples 1", &out);
+  // Submitted from jobs/ with a relative deck, as a user would (sbatch runs a spooled copy of the
+  // script: it still finds build/longctx and the deck).
+  rc = run_command("cd jobs && sbatch --parsable --cpus-per-task=2 --dependency=afterok:" + id + " --output=" + dir +
+                   "/eval.out slurm_eval.sbatch ../input/tiny.toml" + quick(dir) + " --lengths 256 --depths 0.5 --samples 1", &out);
   REQUIRE(rc == 0);
   const std::string eval_id = out.substr(0, out.find_first_of(";\n"));
   const std::string s1 = wait_job_end(id, 90), s2 = wait_job_end(eval_id, 90);
