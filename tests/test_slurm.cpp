@@ -97,6 +97,11 @@ TEST_CASE("slurm: scancel --signal=TERM stops the job at a step with its checkpo
   INFO(out);
   REQUIRE(rc == 0);
   const std::string id = out.substr(0, out.find_first_of(";\n"));
+  REQUIRE(run_command("sbatch --parsable --dependency=afterok:" + id + " --kill-on-invalid-dep=yes --output=" + dir +
+                          "/eval.out jobs/slurm_eval.sbatch input/tiny.toml --set run.out_dir=" + dir +
+                          " --set model.n_layers=1 --lengths 256 --depths 0.5 --samples 1",
+                      &out) == 0);
+  const std::string eval_id = out.substr(0, out.find_first_of(";\n"));
   bool stepping = false;
   for (int i = 0; i < 600 && !stepping && job_field(id, "JobState") != "FAILED"; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -150,7 +155,10 @@ TEST_CASE("slurm: the generic train job through mpirun on two ranks and the eval
   CHECK(contains(eval, "needle-in-a-haystack: " + dir + "/checkpoints/ckpt_0000005.h5"));
 }
 
-TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next start resumes", "[e2e][slurm]") {
+// Inside a chain: an eval job waits on it with submit.sh's afterok and --kill-on-invalid-dep=yes;
+// the requeue (status 75 is not 0) must not cancel it, and it runs once the resumed job completes.
+TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job, its next start resumes, its afterok job waits",
+          "[e2e][slurm]") {
   local_slurm();
   const std::string dir = fs::absolute(temp_dir("slurm-requeue")).string();
   std::string out;
@@ -160,6 +168,11 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
   INFO(out);
   REQUIRE(rc == 0);
   const std::string id = out.substr(0, out.find_first_of(";\n"));
+  REQUIRE(run_command("sbatch --parsable --dependency=afterok:" + id + " --kill-on-invalid-dep=yes --output=" + dir +
+                          "/eval.out jobs/slurm_eval.sbatch input/tiny.toml --set run.out_dir=" + dir +
+                          " --set model.n_layers=1 --lengths 256 --depths 0.5 --samples 1",
+                      &out) == 0);
+  const std::string eval_id = out.substr(0, out.find_first_of(";\n"));
   bool stepping = false;
   for (int i = 0; i < 600 && !stepping; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -172,7 +185,7 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
   // as the node is idle again and the first start's step has let go of its PMIx socket (a second
   // start before that fails to bind it).
   bool resumed = false, hurried = false;
-  std::string node;
+  std::string node, dependant_while_requeued;
   for (int i = 0; i < 900 && !resumed; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const std::string log = slurp(dir + "/job.out");
@@ -180,6 +193,7 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
         run_command("sinfo -h -o %T", &node) == 0 && node == "idle\n" &&
         !fs::exists(local_slurm() + "/spool/stepd.slurm.pmix." + id + ".0")) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
+      dependant_while_requeued = job_field(eval_id, "JobState") + " " + job_field(eval_id, "Reason");
       hurried = run_command("scontrol update JobId=" + id + " StartTime=now") == 0;
     }
     resumed = contains(log, "stage 2/2 step 1/1");
@@ -196,6 +210,9 @@ TEST_CASE("slurm: SIGUSR1 before the time limit requeues the job and its next st
   CHECK(contains(log, "SIGUSR1: passing it on to the ranks"));
   CHECK(contains(log, "requeueing job " + id));
   CHECK(contains(log, "from " + dir + "/checkpoints/ckpt_" + fmt::format("{:07d}", std::stol(m[1])) + ".h5"));
+  CHECK(dependant_while_requeued == "PENDING Dependency");
+  CHECK(wait_job_end(eval_id, 90) == "COMPLETED");
+  CHECK(contains(slurp(dir + "/eval.out"), "needle-in-a-haystack: " + dir + "/checkpoints/"));
 }
 
 TEST_CASE("slurm: submit.sh refuses a stage no node can hold instead of leaving it pending", "[e2e][slurm]") {
