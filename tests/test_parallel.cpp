@@ -16,18 +16,13 @@
 #include "longctx/eval.h"
 #include "longctx/lm_head.h"
 #include "longctx/train.h"
+#include "parallel_fixture.h"
 #include "util.h"
 
 using namespace longctx;
 using namespace longctx::test;
 
 namespace {
-
-struct Layout {
-  int dp, tp, sp;
-  const char* tp_mode;
-  const char* ring;
-};
 
 // The global batch is dp·batch_accum·micro_batch = 2·1·2 samples for every layout (dp = 2 runs
 // batch_accum 1, dp = 1 runs batch_accum 2), so all layouts see the same 4 sequences.
@@ -63,65 +58,6 @@ micro_batch = 2
   return parse_deck_text(text, "parallel.toml");
 }
 
-int world_rank() {
-  int r;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int s;
-  MPI_Comm_size(MPI_COMM_WORLD, &s);
-  return s;
-}
-
-// True on every rank iff `ok` holds on every rank.
-bool all_ranks(bool ok) {
-  int v = ok ? 1 : 0;
-  MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-  return v == 1;
-}
-
-// The first n ranks of the world (MPI_COMM_NULL on the others).
-MPI_Comm first_ranks(int n) {
-  MPI_Comm c;
-  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < n ? 0 : MPI_UNDEFINED, world_rank(), &c);
-  return c;
-}
-
-// A test that needs n ranks fails with fewer (make test runs the [mpi] tests with -np 8); every
-// rank sees the same world size, so all fail here together, before any collective.
-void require_ranks(int n) {
-  INFO("this test needs " << n << " MPI ranks and has " << world_size() << ": run it as mpirun -np " << n
-                          << " (or more) build/longctx_tests '[mpi]'");
-  REQUIRE(world_size() >= n);
-}
-
-// One seed (rank 0's seed_for(tag): see util.h) and one scratch directory for all ranks.
-uint64_t shared_seed(const std::string& tag) {
-  uint64_t s = seed_for(tag);
-  MPI_Bcast(&s, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-  return s;
-}
-std::string shared_dir(const std::string& tag) {
-  std::string d = world_rank() == 0 ? temp_dir(tag) : std::string(256, ' ');
-  char buf[256] = {};
-  std::strncpy(buf, d.c_str(), sizeof(buf) - 1);
-  MPI_Bcast(buf, sizeof(buf), MPI_CHAR, 0, MPI_COMM_WORLD);
-  return buf;
-}
-
-// Worst relative L2 error over the model's tensors.
-double worst_tensor_error(const ParamLayout& full, const std::vector<float>& a, const std::vector<float>& ref) {
-  double worst = 0.0;
-  for (const auto& t : full.tensors) {
-    double e = 0, r = 0;
-    for (int64_t i = t.offset; i < t.offset + t.numel; ++i)
-      e += std::pow(double(a[i]) - ref[i], 2), r += std::pow(double(ref[i]), 2);
-    worst = std::max(worst, std::sqrt(e / std::max(r, 1e-30)));
-  }
-  return worst;
-}
-
 const std::vector<Layout> kLayouts = {
     {1, 1, 1, "all_reduce", "zigzag"},     {2, 1, 1, "all_reduce", "zigzag"},
     {1, 2, 1, "all_reduce", "zigzag"},     {1, 2, 1, "reduce_scatter", "zigzag"},
@@ -133,10 +69,6 @@ const std::vector<Layout> kLayouts = {
     {2, 2, 2, "all_reduce", "zigzag"},     {2, 2, 2, "all_reduce", "contiguous"},
     {2, 2, 2, "reduce_scatter", "zigzag"}, {2, 2, 2, "reduce_scatter", "contiguous"},
 };
-
-std::string name(const Layout& l) {
-  return fmt::format("{}×{}×{} (dp×tp×sp) {} {}", l.dp, l.tp, l.sp, l.tp_mode, l.ring);
-}
 
 }  // namespace
 
