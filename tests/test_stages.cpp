@@ -160,13 +160,13 @@ TEST_CASE("stages: one deck and job per stage and a submit script; GPUs only for
     check_one_layout(c, i - 1, i);  // its job's stage runs on its [parallel]
   }
   const std::string submit = slurp(dir + "/slurm/submit.sh");
-  CHECK(contains(submit, "--dependency=afterok:$j3 --kill-on-invalid-dep=yes"));
+  CHECK(contains(submit, "dep=(--dependency=afterok:\"$prev\" --kill-on-invalid-dep=yes)"));  // run: see below
   CHECK(run_command("bash -n " + dir + "/slurm/submit.sh") == 0);
   REQUIRE(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/pbs --scheduler pbs --set stage.2.dp=2"
                       " --cpus-per-rank 2", &out) == 0);
   const std::string pbs = slurp(dir + "/pbs/stage2.pbs");
   CHECK(contains(pbs, "#PBS -l select=1:ncpus=4:mpiprocs=2:ompthreads=2\n"));  // CPU deck: no ngpus
-  CHECK(contains(slurp(dir + "/pbs/submit.sh"), "qsub -W depend=afterok:$j1"));
+  CHECK(contains(slurp(dir + "/pbs/submit.sh"), "dep=(-W depend=afterok:\"$prev\")"));
   for (const char* f : {"stage1.pbs", "stage2.pbs", "submit.sh"}) CHECK(run_command("bash -n " + dir + "/pbs/" + f) == 0);
   REQUIRE(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/cpu --scheduler slurm", &out) == 0);
   CHECK(!contains(slurp(dir + "/cpu/stage1.sbatch"), "gpus"));
