@@ -69,10 +69,14 @@ longctx_run() {
   return "$rc"
 }
 
-# Runs build/longctx "$@" on the job's ranks; returns its status.
+# Runs build/longctx "$@" on the job's ranks; returns its status. LONGCTX_STATUS_FILE (in the job's
+# working directory) is where rank 0 writes "75 CHECKPOINT" when a stop signal ended the run with
+# its checkpoint: longctx_finish reads it when the launcher's own status says otherwise.
 longctx_launch() {
   local ranks=$1
   shift
+  export LONGCTX_STATUS_FILE="${LONGCTX_STATUS_DIR:-$PWD}/.longctx-status.${SLURM_JOB_ID:-${PBS_JOBID:-$$}}"
+  rm -f "$LONGCTX_STATUS_FILE"
   local how=${LONGCTX_LAUNCHER:-}
   if [ -z "$how" ]; then
     if [ -n "${SLURM_JOB_ID:-}" ] && srun --mpi=list 2>&1 | grep -qw pmix; then how=srun
@@ -87,14 +91,14 @@ longctx_launch() {
     # binds tasks to cores gives each rank one core for its LONGCTX_THREADS threads.
     local cpt=()
     [ -n "${SLURM_CPUS_PER_TASK:-}" ] && cpt=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
-    echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ${cpt[*]} ($ranks ranks)"
+    echo "longctx: launcher: srun --mpi=pmix --kill-on-bad-exit=1 ${cpt[*]+${cpt[*]} }($ranks ranks)"
     longctx_run srun --mpi=pmix --kill-on-bad-exit=1 ${cpt[@]+"${cpt[@]}"} "$LONGCTX_BIN" "$@"
   else
     local hosts=()
     [ -n "${PBS_NODEFILE:-}" ] && hosts=(--hostfile "$PBS_NODEFILE")
-    echo "longctx: launcher: mpirun -np $ranks ${hosts[*]} ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS}"
+    echo "longctx: launcher: mpirun -np $ranks ${hosts[*]+${hosts[*]} }${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS}"
     # shellcheck disable=SC2086
-    LONGCTX_TERM_AS=USR1 longctx_run mpirun -np "$ranks" "${hosts[@]}" ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
+    LONGCTX_TERM_AS=USR1 longctx_run mpirun -np "$ranks" ${hosts[@]+"${hosts[@]}"} -x LONGCTX_STATUS_FILE ${LONGCTX_MPIRUN_ARGS:--x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS} \
       "$LONGCTX_BIN" "$@"
   fi
 }
@@ -104,6 +108,15 @@ longctx_launch() {
 # keep waiting for it).
 longctx_finish() {
   local rc=$1
+  # PBS's time limit signals the whole session: mpirun then gets SIGTERM itself and returns 1
+  # although every rank stopped at a step with its checkpoint (rank 0 says so in the status file).
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 75 ] && [ -n "${LONGCTX_STATUS_FILE:-}" ] &&
+     [ "$(cut -d' ' -f1 "$LONGCTX_STATUS_FILE" 2>/dev/null)" = 75 ]; then
+    echo "longctx: the launcher returned $rc, but the ranks stopped with their checkpoint" \
+         "($(cut -d' ' -f2- "$LONGCTX_STATUS_FILE")): status 75"
+    rc=75
+  fi
+  [ -n "${LONGCTX_STATUS_FILE:-}" ] && rm -f "$LONGCTX_STATUS_FILE"
   if [ "$rc" -eq 75 ]; then
     echo "longctx: interrupted (status 75): the checkpoint is written; the same job with --resume continues it"
     local again="resubmit this job, or the chain from this stage with its submit.sh --from N"

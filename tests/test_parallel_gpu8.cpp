@@ -2,7 +2,7 @@
 // ranks computes what one GPU computes. Hidden ([.][gpu8]): `make test` never runs them; on an
 // 8-GPU node, tools/gpu8_check.sh runs
 //   NCCL_NVLS_ENABLE=0 mpirun -np 8 build/longctx_tests '[gpu8]'
-// Each rank also computes the one-GPU reference on its own GPU (MPI_COMM_SELF). The decks ask for
+// Each rank also computes the one-GPU reference (MPI_COMM_SELF: as node rank 0, on GPU 0). The decks ask for
 // parallel.transport = "nccl", so a node where NCCL cannot run them (fewer GPUs than ranks) fails
 // by name instead of falling back to the MPI transport. LONGCTX_GPU8_DEVICE=cpu runs the same
 // checks on the CPU backend (the harness itself, checked where no GPU is: mpirun -np 8 on a

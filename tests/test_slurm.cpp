@@ -116,6 +116,7 @@ TEST_CASE("slurm: scancel --signal=TERM stops the job at a step with its checkpo
   CHECK(state == "FAILED");
   CHECK(job_field(id, "ExitCode") == "75:0");
   CHECK(contains(log, "interrupted (status 75)"));
+  CHECK(wait_job_end(eval_id, 30) == "CANCELLED");  // not requeued: its afterok job never runs
   std::smatch m;
   REQUIRE(std::regex_search(log, m, std::regex("SIGTERM received: stopped at the step boundary after global step "
                                                "([0-9]+) .*checkpoint (\\S+) written")));

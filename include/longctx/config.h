@@ -104,7 +104,7 @@ struct ModelConfig {
   double init_std = 0.02;
   bool recompute = false;  // recompute each layer's activations in backward
   // With recompute: also recompute each layer's attention (true: the least memory), or keep its
-  // output and log-sum-exp per layer (false: N·C activations + N·NH fp32 more per layer, and the
+  // output and log-sum-exp per layer (false: N·C/tp activations + N·NH/tp fp32 more per layer, and the
   // attention forward, the costliest op at long T, runs once instead of twice).
   bool recompute_attention = false;
   // LM-head rows per logits GEMM; 0: the backend's default (16 MiB of fp32 logits on the CPU,

@@ -119,7 +119,8 @@ std::string submit_script(bool slurm, const std::vector<Job>& jobs, const std::s
     t += "# Before submitting, each stage's request is compared with the cluster's largest node (sinfo), so a\n"
          "# job that could never start is refused here rather than left pending; LONGCTX_NO_CHECK=1 skips it.\n";
   t += "set -euo pipefail\nhere=$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\nfrom=1\n"
-       "if [ \"${1:-}\" = --from ]; then from=${2:-}; shift 2 || true; fi\n";
+       "if [ \"${1:-}\" = --from ]; then from=${2:-}; shift 2 || true; fi\n"
+       "for a in \"$@\"; do case $a in --from | --from=*) echo \"submit.sh: --from N goes first\" >&2; exit 1 ;; esac; done\n";
   t += fmt::format("case $from in\n  {}) ;;\n  *) echo \"submit.sh: --from '$from': the stages are 1..{}\" >&2; exit 1 ;;\nesac\n",
                    [&] {
                      std::string alts;
@@ -135,7 +136,7 @@ std::string submit_script(bool slurm, const std::vector<Job>& jobs, const std::s
          "  [ \"${LONGCTX_NO_CHECK:-0}\" = 1 ] && return 0\n"
          "  [ \"$1\" -lt \"$from\" ] && return 0\n"
          "  command -v sinfo >/dev/null || return 0\n"
-         "  local most; most=$(sinfo -h -o '%c' | tr -d '+' | sort -n | tail -n 1)\n"
+         "  local most; most=$(sinfo -h -o '%c' 2>/dev/null | tr -d '+' | sort -n | tail -n 1) || return 0\n"
          "  if [ -n \"$most\" ] && [ \"$2\" -gt \"$most\" ]; then\n"
          "    echo \"submit.sh: stage $1 asks for $2 CPUs per node (tasks per node × cpus-per-task), but the largest\" \\\n"
          "         \"node here has $most: it would wait forever. hint: longctx stages --cpus-per-rank N --ranks-per-node N\" >&2\n"

@@ -1,5 +1,7 @@
 // train_io.cpp — the trainer's checkpoints and run outputs: periodic saves and pruning, --fresh.
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "longctx/common.h"
@@ -51,6 +53,14 @@ void Trainer::stop_for_signal(int sig) {
     log_warn("{} stop signals arrived on rank 0; the later ones changed nothing (the save was not interrupted)", stop_signal_count());
   log_warn("interrupted: exit status {}; to continue, run the same command with --resume: longctx train {} --resume "
            "[the same --set options]", kExitInterrupted, cfg_.deck_path);
+  // For the job scripts (jobs/common.sh): a launcher that was signalled itself may report another
+  // status than its ranks' 75; this file says what the ranks did.
+  if (const char* f = std::getenv("LONGCTX_STATUS_FILE"); f && *f) {
+    if (std::FILE* out = std::fopen(f, "w")) {
+      std::fprintf(out, "%d %s\n", kExitInterrupted, path.c_str());
+      std::fclose(out);
+    }
+  }
 }
 
 void prune_checkpoints(const Config& cfg) {
