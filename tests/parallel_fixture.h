@@ -23,6 +23,7 @@ struct Layout {
   int dp, tp, sp;
   const char* tp_mode;
   const char* ring;
+  bool recompute = false;  // model.recompute (the attention kept: recompute_attention false)
 };
 
 inline int world_rank() {
@@ -85,7 +86,7 @@ inline double worst_tensor_error(const ParamLayout& full, const std::vector<floa
 }
 
 inline std::string name(const Layout& l) {
-  return fmt::format("{}×{}×{} (dp×tp×sp) {} {}", l.dp, l.tp, l.sp, l.tp_mode, l.ring);
+  return fmt::format("{}×{}×{} (dp×tp×sp) {} {}{}", l.dp, l.tp, l.sp, l.tp_mode, l.ring, l.recompute ? " recompute" : "");
 }
 
 

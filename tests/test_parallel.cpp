@@ -39,6 +39,7 @@ n_heads = 4
 n_kv_heads = 2
 d_ff = 64
 init_std = 0.05
+recompute = {}
 [parallel]
 dp = {}
 tp = {}
@@ -54,7 +55,8 @@ steps = {}
 batch_accum = {}
 micro_batch = 2
 )",
-                                       dir, seed, l.dp, l.tp, l.sp, l.tp_mode, l.ring, steps, 2 / l.dp);
+                                       dir, seed, l.recompute ? "true" : "false", l.dp, l.tp, l.sp, l.tp_mode,
+                                       l.ring, steps, 2 / l.dp);
   return parse_deck_text(text, "parallel.toml");
 }
 
@@ -68,6 +70,8 @@ const std::vector<Layout> kLayouts = {
     {1, 2, 2, "reduce_scatter", "zigzag"}, {1, 2, 2, "reduce_scatter", "contiguous"},
     {2, 2, 2, "all_reduce", "zigzag"},     {2, 2, 2, "all_reduce", "contiguous"},
     {2, 2, 2, "reduce_scatter", "zigzag"}, {2, 2, 2, "reduce_scatter", "contiguous"},
+    // Recompute with the attention kept: the recompute pass skips the ring's forward on every rank.
+    {1, 2, 2, "reduce_scatter", "zigzag", true}, {2, 2, 2, "all_reduce", "contiguous", true},
 };
 
 }  // namespace
