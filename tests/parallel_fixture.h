@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "catch.h"
+#include "longctx/config.h"
 #include "longctx/params.h"
 #include "util.h"
 
@@ -25,6 +26,55 @@ struct Layout {
   const char* ring;
   bool recompute = false;  // model.recompute (the attention kept: recompute_attention false)
 };
+
+// The model and stage of a layout test's deck; the defaults are the CPU tests' tiny model.
+struct DeckShape {
+  int64_t d_model = 32, n_heads = 4, n_kv_heads = 2, d_ff = 64, seq_len = 128;
+  double init_std = 0.05, rope_theta = 10000, lr = 2e-3;
+  const char* device = "auto";     // run.device
+  const char* transport = "auto";  // parallel.transport
+};
+
+// A deck for layout l. The global batch is dp·batch_accum·micro_batch = 2·1·2 samples for every
+// layout (dp = 2 runs batch_accum 1, dp = 1 runs batch_accum 2), so all layouts see the same 4
+// sequences.
+inline Config layout_deck(const Layout& l, const std::string& dir, uint64_t seed, int64_t steps = 10,
+                          const DeckShape& m = {}) {
+  const std::string text = fmt::format(R"(
+[run]
+out_dir = "{}"
+seed = {}
+device = "{}"
+[model]
+vocab_size = 264
+d_model = {}
+n_layers = 2
+n_heads = {}
+n_kv_heads = {}
+d_ff = {}
+init_std = {}
+recompute = {}
+[parallel]
+dp = {}
+tp = {}
+sp = {}
+tp_mode = "{}"
+ring = "{}"
+transport = "{}"
+[optim]
+lr = {}
+[[stage]]
+seq_len = {}
+rope_theta = {}
+steps = {}
+batch_accum = {}
+micro_batch = 2
+)",
+                                       dir, seed, m.device, m.d_model, m.n_heads, m.n_kv_heads, m.d_ff, m.init_std,
+                                       l.recompute ? "true" : "false", l.dp, l.tp, l.sp, l.tp_mode, l.ring,
+                                       m.transport, m.lr, m.seq_len, m.rope_theta, steps, 2 / l.dp);
+  return parse_deck_text(text, "layout.toml");
+}
 
 inline int world_rank() {
   int r;

@@ -24,40 +24,8 @@ using namespace longctx::test;
 
 namespace {
 
-// The global batch is dp·batch_accum·micro_batch = 2·1·2 samples for every layout (dp = 2 runs
-// batch_accum 1, dp = 1 runs batch_accum 2), so all layouts see the same 4 sequences.
 Config deck(const Layout& l, const std::string& dir, uint64_t seed, int64_t steps = 10) {
-  const std::string text = fmt::format(R"(
-[run]
-out_dir = "{}"
-seed = {}
-[model]
-vocab_size = 264
-d_model = 32
-n_layers = 2
-n_heads = 4
-n_kv_heads = 2
-d_ff = 64
-init_std = 0.05
-recompute = {}
-[parallel]
-dp = {}
-tp = {}
-sp = {}
-tp_mode = "{}"
-ring = "{}"
-[optim]
-lr = 2e-3
-[[stage]]
-seq_len = 128
-rope_theta = 10000
-steps = {}
-batch_accum = {}
-micro_batch = 2
-)",
-                                       dir, seed, l.recompute ? "true" : "false", l.dp, l.tp, l.sp, l.tp_mode,
-                                       l.ring, steps, 2 / l.dp);
-  return parse_deck_text(text, "parallel.toml");
+  return layout_deck(l, dir, seed, steps);
 }
 
 const std::vector<Layout> kLayouts = {

@@ -27,45 +27,15 @@ bool on_cpu() {
   return d && std::string(d) == "cpu";
 }
 
-// Heads of 64 on the GPU (the flash kernels' size); 16 on the CPU check, to keep it quick.
-int64_t width() { return on_cpu() ? 256 : 1024; }
-
-// GQA 16/8 heads (tp = 8 splits the K/V heads one per rank), vocabulary 264 (divisible by
-// 8 for the vocabulary-parallel head), T = 512 (zigzag over sp = 8 needs a multiple of 16). The
-// global batch is 2·2 sequences for every layout: dp = 2 runs batch_accum 1, dp = 1 runs 2.
+// GQA 16/8 heads (tp = 8 splits the K/V heads one per rank) of 64 on the GPU (the flash kernels'
+// size), of 16 on the CPU check to keep it quick; vocabulary 264 (divisible by 8 for the
+// vocabulary-parallel head); T = 512 (zigzag over sp = 8 needs a multiple of 16).
 Config deck8(const Layout& l, const std::string& dir, uint64_t seed, int64_t steps = 10) {
-  const std::string text = fmt::format(R"(
-[run]
-out_dir = "{}"
-seed = {}
-device = "{}"
-[model]
-vocab_size = 264
-d_model = {}
-n_layers = 2
-n_heads = 16
-n_kv_heads = 8
-d_ff = {}
-init_std = 0.02
-[parallel]
-dp = {}
-tp = {}
-sp = {}
-tp_mode = "{}"
-ring = "{}"
-transport = "{}"
-[optim]
-lr = 1e-3
-[[stage]]
-seq_len = 512
-rope_theta = 500000
-steps = {}
-batch_accum = {}
-micro_batch = 2
-)",
-                                       dir, seed, on_cpu() ? "cpu" : "cuda", width(), width(), l.dp, l.tp, l.sp, l.tp_mode, l.ring,
-                                       on_cpu() ? "auto" : "nccl", steps, 2 / l.dp);
-  return parse_deck_text(text, "gpu8.toml");
+  DeckShape m;
+  m.d_model = m.d_ff = on_cpu() ? 256 : 1024, m.n_heads = 16, m.n_kv_heads = 8, m.seq_len = 512;
+  m.init_std = 0.02, m.rope_theta = 500000, m.lr = 1e-3;
+  m.device = on_cpu() ? "cpu" : "cuda", m.transport = on_cpu() ? "auto" : "nccl";
+  return layout_deck(l, dir, seed, steps, m);
 }
 
 // Issue 11's layouts of 8 ranks: tp=2 × sp=4, tp=8, sp=8, dp=2 × sp=4; both tp modes; zigzag

@@ -27,6 +27,16 @@ std::string all_outputs(const std::string& dir) {  // every job log in dir, for 
   return s;
 }
 
+// The job ids submit.sh printed ("stage N: job ID ..."), in order.
+std::vector<std::string> submitted_ids(const std::string& out) {
+  std::vector<std::string> ids;
+  std::smatch m;
+  for (auto it = out.cbegin(); std::regex_search(it, out.cend(), m, std::regex("stage [0-9]+: job ([0-9]+)"));
+       it = m.suffix().first)
+    ids.push_back(m[1]);
+  return ids;
+}
+
 // Writes the two-stage chain of a tiny deck into dir/jobs (stage 2 on dp = 2) and submits it;
 // returns the job ids.
 std::vector<std::string> submit_chain(const std::string& dir, const std::string& env = "") {
@@ -40,11 +50,7 @@ std::vector<std::string> submit_chain(const std::string& dir, const std::string&
   rc = run_command(env + " " + dir + "/jobs/submit.sh", &out);
   INFO(out);
   REQUIRE(rc == 0);
-  std::vector<std::string> ids;
-  std::smatch m;
-  for (auto it = out.cbegin(); std::regex_search(it, out.cend(), m, std::regex("stage [12]: job ([0-9]+)"));
-       it = m.suffix().first)
-    ids.push_back(m[1]);
+  const std::vector<std::string> ids = submitted_ids(out);
   REQUIRE(ids.size() == 2);
   return ids;
 }
@@ -269,11 +275,7 @@ TEST_CASE("slurm: a 64-node GPU cluster accepts the Llama-3-8B 1M chain as longc
   const int rc = run_command(env + dir + "/submit.sh", &out);
   INFO(out);
   REQUIRE(rc == 0);
-  std::vector<std::string> ids;
-  std::smatch m;
-  for (auto it = out.cbegin(); std::regex_search(it, out.cend(), m, std::regex("stage [1-4]: job ([0-9]+)"));
-       it = m.suffix().first)
-    ids.push_back(m[1]);
+  const std::vector<std::string> ids = submitted_ids(out);
   REQUIRE(ids.size() == 4);
   std::string q;
   REQUIRE(run_command(env + "squeue -h -o '%i %D %b %E %T' --sort=i", &q) == 0);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <mpi.h>
@@ -34,5 +35,9 @@ void preflight_outputs(const std::vector<OutputPath>& outs, MPI_Comm comm);
 // std::filesystem::create_directories(path), whose failure throws an Error naming `key`:
 // "run.out_dir = '/x/y': cannot create directory: Permission denied" and a hint.
 void create_directories_for(const std::string& key, const std::string& path);
+
+// Writes `bytes` as path.tmp, then renames it to `path`: the path holds the whole file or is left
+// as it was (the .tmp removed on any failure, and an Error naming `path` thrown).
+void write_whole_file(const std::string& path, std::string_view bytes);
 
 }  // namespace longctx

@@ -16,6 +16,7 @@
 #include "longctx/hf.h"
 #include "longctx/log.h"
 #include "longctx/model.h"
+#include "longctx/preflight.h"
 
 namespace longctx {
 
@@ -173,14 +174,7 @@ int forward_main(const std::vector<std::string>& args, int rank) {
   std::vector<float> lp;
   if (p.values.count("--logprobs")) lp = checkpoint_log_probs(p.positional[0], tokens, theta);  // (N-1) x V
   auto write_f32 = [](const std::string& out, const std::vector<float>& x) {
-    const std::string tmp = out + ".tmp";
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    o.write(reinterpret_cast<const char*>(x.data()), std::streamsize(x.size() * sizeof(float)));
-    o.close();
-    std::error_code ec;
-    if (!o.fail()) std::filesystem::rename(tmp, out, ec);
-    if (o.fail() || ec) std::filesystem::remove(tmp, ec);
-    CHECK_HINT(!o.fail() && !ec, "check the path and the disk space", "forward: cannot write {}", out);
+    write_whole_file(out, std::string_view(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
   };
   if (p.values.count("--out")) write_f32(p.values.at("--out"), loss);
   if (p.values.count("--logprobs")) write_f32(p.values.at("--logprobs"), lp);

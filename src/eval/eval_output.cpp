@@ -9,6 +9,7 @@
 #include "longctx/common.h"
 #include "longctx/eval.h"
 #include "longctx/heatmap.h"
+#include "longctx/json.h"
 #include "longctx/preflight.h"
 
 namespace fs = std::filesystem;
@@ -16,16 +17,11 @@ namespace fs = std::filesystem;
 namespace longctx {
 
 std::string write_needle_results(const Config& cfg, const NeedleReport& rep, const char* source) {
-  std::string name;  // the path as a JSON string body
-  for (unsigned char ch : rep.checkpoint) {
-    if (ch == '"' || ch == '\\') name += '\\', name += char(ch);
-    else if (ch < 0x20) name += fmt::format("\\u{:04x}", ch);
-    else name += char(ch);
-  }
+  const std::string name = json::dump(json::Value(rep.checkpoint));  // quoted and escaped
   auto num = [](double x) { return std::isfinite(x) ? fmt::format("{}", x) : std::string("null"); };
   std::string lines;  // all cells, appended with one write: a failure leaves at most one cut line
   for (const NeedleCell& c : rep.cells)
-    lines += fmt::format("{{\"checkpoint\":\"{}\",\"step\":{},\"stage\":{},\"source\":\"{}\",\"rope_theta\":{},"
+    lines += fmt::format("{{\"checkpoint\":{},\"step\":{},\"stage\":{},\"source\":\"{}\",\"rope_theta\":{},"
                          "\"length\":{},\"depth\":{},\"samples\":{},\"retrieved\":{},\"digits\":{},"
                          "\"digits_right\":{},\"nll_per_digit\":{},\"tokens\":{},\"tokens_right\":{}}}\n",
                          name, rep.global_step, rep.stage, source, num(rep.rope_theta), c.length, c.depth,

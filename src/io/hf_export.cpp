@@ -1,10 +1,10 @@
 // hf_export.cpp — `longctx export-hf`: a longctx checkpoint -> a Hugging Face Llama directory (hf.h).
 #include <filesystem>
-#include <fstream>
 
 #include "checkpoint_internal.h"
 #include "longctx/bf16.h"
 #include "longctx/hf.h"
+#include "longctx/preflight.h"
 #include "longctx/safetensors.h"
 
 namespace longctx {
@@ -41,19 +41,6 @@ bool export_file(const fs::path& p) {  // a file export-hf writes (and --force r
   const std::string n = p.filename().string();
   return n == "config.json" || n == "model.safetensors.index.json" ||
          (n.starts_with("model") && n.ends_with(".safetensors"));
-}
-
-void write_text(const fs::path& p, const std::string& text) {
-  const std::string tmp = p.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.close();
-    CHECK_HINT(!f.fail(), "check the directory's permissions and the disk space", "cannot write {}", tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  CHECK_HINT(!ec, "check the directory's permissions", "cannot rename {} to {}: {}", tmp, p.string(), ec.message());
 }
 
 }  // namespace
@@ -117,10 +104,10 @@ ExportResult export_hf(const std::string& ckpt, const std::string& out_dir, cons
       index.set("metadata", meta);
       index.set("weight_map", weight_map);
       written.push_back(dir / "model.safetensors.index.json");
-      write_text(dir / "model.safetensors.index.json", json::dump(index, 2) + "\n");
+      write_whole_file((dir / "model.safetensors.index.json").string(), json::dump(index, 2) + "\n");
     }
     written.push_back(dir / "config.json");
-    write_text(dir / "config.json", json::dump(hf_config_json(res.hf), 2) + "\n");
+    write_whole_file((dir / "config.json").string(), json::dump(hf_config_json(res.hf), 2) + "\n");
   } catch (...) {  // no half-exported directory: remove what this call wrote
     for (const auto& p : written) fs::remove(p, ec), fs::remove(p.string() + ".tmp", ec);
     throw;

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "longctx/common.h"
 #include "longctx/job.h"
@@ -52,6 +53,12 @@ std::string check_one(const OutputPath& o) {
   return probe_dir(parent.empty() ? fs::path(".") : parent);
 }
 
+OutputPath needle_results_output(const Config& cfg) {  // <out_dir>/needle_eval.jsonl
+  const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
+  return {fmt::format("the eval output '{}'", out), out, false,
+          "it is <run.out_dir>/needle_eval.jsonl: remove what is in its way or choose another run.out_dir"};
+}
+
 }  // namespace
 
 std::vector<OutputPath> train_outputs(const Config& cfg) {
@@ -63,15 +70,13 @@ std::vector<OutputPath> train_outputs(const Config& cfg) {
        "<run.out_dir>/checkpoints)"},
       {fmt::format("the metrics file '{}'", metrics), metrics, false,
        "it is <run.out_dir>/metrics.jsonl: remove what is in its way or choose another run.out_dir"}};
-  if (cfg.eval.after_each_stage) outs.push_back(eval_outputs(cfg).back());  // written after each stage
+  if (cfg.eval.after_each_stage) outs.push_back(needle_results_output(cfg));  // written after each stage
   return outs;
 }
 
 std::vector<OutputPath> eval_outputs(const Config& cfg) {
-  const std::string out = (fs::path(cfg.run.out_dir) / "needle_eval.jsonl").string();
   return {{fmt::format("run.out_dir = '{}'", cfg.run.out_dir), cfg.run.out_dir, true, kDirHint},
-          {fmt::format("the eval output '{}'", out), out, false,
-           "it is <run.out_dir>/needle_eval.jsonl: remove what is in its way or choose another run.out_dir"}};
+          needle_results_output(cfg)};
 }
 
 void preflight_outputs(const std::vector<OutputPath>& outs, MPI_Comm comm) {
@@ -104,6 +109,21 @@ void preflight_outputs(const std::vector<OutputPath>& outs, MPI_Comm comm) {
   msg = broadcast_string(msg, comm, first);
   hint = broadcast_string(hint, comm, first);
   CHECK_ALIKE(false, hint, "{}{}", msg, first == 0 ? "" : fmt::format(" (seen from rank {}'s node)", first));
+}
+
+void write_whole_file(const std::string& path, std::string_view bytes) {
+  const std::string tmp = path + ".tmp";
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+  f.close();
+  std::error_code ec;
+  if (!f.fail()) fs::rename(tmp, path, ec);
+  if (f.fail() || ec) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    FAIL_HINT("check the directory, its permissions and the disk space", "cannot write {}: {}", path,
+              f.fail() ? std::string("writing ") + tmp + " failed" : ec.message());
+  }
 }
 
 void create_directories_for(const std::string& key, const std::string& path) {

@@ -56,10 +56,10 @@ void Trainer::stop_for_signal(int sig) {
   // For the job scripts (jobs/common.sh): a launcher that was signalled itself may report another
   // status than its ranks' 75; this file says what the ranks did.
   if (const char* f = std::getenv("LONGCTX_STATUS_FILE"); f && *f) {
-    if (std::FILE* out = std::fopen(f, "w")) {
-      std::fprintf(out, "%d %s\n", kExitInterrupted, path.c_str());
-      std::fclose(out);
-    }
+    std::FILE* out = std::fopen(f, "w");
+    const bool ok = out && std::fprintf(out, "%d %s\n", kExitInterrupted, path.c_str()) > 0;
+    if (out) std::fclose(out);
+    if (!ok) log_warn("LONGCTX_STATUS_FILE '{}' could not be written: the job script sees the launcher's status only", f);
   }
 }
 
