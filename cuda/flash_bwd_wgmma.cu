@@ -41,13 +41,14 @@ namespace {
 constexpr int BN = 128, BM = 64, THREADS = 256;
 
 // acc (64 x HS) += A · B over 64 k-rows: A as 4 register fragments (16 k each, from the C layout
-// of an m64n64 wgmma), B a swizzled smem tile of BM = 64 rows x HS read MN-major. One commit group.
+// of an m64n64 wgmma), B a swizzled smem tile of BM = 64 rows x HS read MN-major (descriptor
+// d_mn, made with smem_desc(tile, BM * 128, 1024)). One commit group.
 template <int HS>
-__device__ __forceinline__ void wgmma_rs_k64(float* acc, const uint32_t (&frag)[4][4], const __nv_bfloat16* tile) {
+__device__ __forceinline__ void wgmma_rs_k64(float* acc, const uint32_t (&frag)[4][4], uint64_t d_mn) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
-    const uint64_t db = smem_desc(tile + kk * 16 * 64, BM * 128, 1024);
+    const uint64_t db = desc_add(d_mn, kk * 16 * 128);
     if constexpr (HS == 128) wgmma_rs_n128(acc, frag[kk], db);
     else wgmma_rs_n64(acc, frag[kk], db);
   }
@@ -69,20 +70,24 @@ struct Walk {
   __device__ int64_t q0(int64_t i) const { return (qt0 + i % per_head) * BM; }
 };
 
-// Step i's Q and dO tiles into buffer slot `buf` by cp.async.
-template <int HS>
-__device__ __forceinline__ void load_tiles(const BwdArgs& a, const Walk& w, int64_t i, __nv_bfloat16* Qb,
-                                           __nv_bfloat16* Ob) {
-  const int64_t off = w.b * a.s.q_sb + w.head(i) * a.s.q_sh;
-  load_sw128<BM, HS, THREADS>(Qb, a.q + off, a.s.q_st, w.q0(i), a.s.Tq);
-  load_sw128<BM, HS, THREADS>(Ob, a.dout + off, a.s.q_st, w.q0(i), a.s.Tq);
-}
-// Threads [0, 128): step i's lse·log2(e) (first 64: +inf for rows past the end or that saw
-// nothing, so P = 0) or delta (next 64) of one row, read through registers (strided in memory).
-__device__ __forceinline__ float load_row(const BwdArgs& a, const Walk& w, int64_t i) {
-  const int64_t row = w.q0(i) + (threadIdx.x & 63);
+// The walk's steps one at a time, without Walk's 64-bit divisions (a called routine in the loop).
+struct Cursor {
+  int head, qt, qt_begin, qt_end;
+  __device__ explicit Cursor(const Walk& w)
+      : head(int(w.kvh * w.group)), qt(int(w.qt0)), qt_begin(int(w.qt0)), qt_end(int(w.qt0 + w.per_head)) {}
+  __device__ int64_t q0() const { return int64_t(qt) * BM; }
+  __device__ void advance() {
+    if (++qt == qt_end) qt = qt_begin, ++head;
+  }
+};
+
+// Threads [0, 128): the lse·log2(e) (first 64: +inf for rows past the end or that saw nothing, so
+// P = 0) or delta (next 64) of one row of query head h's tile at q0, read through registers
+// (strided in memory).
+__device__ __forceinline__ float load_row(const BwdArgs& a, int64_t b, int64_t h, int64_t q0) {
+  const int64_t row = q0 + (threadIdx.x & 63);
   if (row >= a.s.Tq) return threadIdx.x < 64 ? INFINITY : 0.f;
-  const int64_t at = (w.b * a.s.Tq + row) * a.s.NH + w.head(i);
+  const int64_t at = (b * a.s.Tq + row) * a.s.NH + h;
   if (threadIdx.x >= 64) return a.delta[at];
   const float L = a.lse[at];
   return L == -INFINITY ? INFINITY : L * 1.4426950408889634f;
@@ -91,46 +96,61 @@ __device__ __forceinline__ void store_row(float x, float* Lb, float* Eb) {
   if (threadIdx.x < 128) (threadIdx.x < 64 ? Lb : Eb)[threadIdx.x & 63] = x;
 }
 
-// Sᵀ and dPᵀ (64 keys x 64 queries of this warpgroup): two commit groups. K-step kk is 32 bytes
-// into panel kk/4 of Kw/Vw (BN rows per panel) and of Qt/Ot (BM rows per panel).
+// Sᵀ and dPᵀ (64 keys x 64 queries of this warpgroup): two commit groups. Descriptors K-major
+// (smem_desc(tile, 16, 1024)): K-step kk is 32 bytes into panel kk/4 of Kw/Vw (BN rows per
+// panel) and of Qt/Ot (BM rows per panel).
 template <int HS>
-__device__ __forceinline__ void issue_s_dp(float (&st)[32], float (&dpt)[32], const __nv_bfloat16* Kw,
-                                           const __nv_bfloat16* Vw, const __nv_bfloat16* Qt, const __nv_bfloat16* Ot) {
+__device__ __forceinline__ void issue_s_dp(float (&st)[32], float (&dpt)[32], uint64_t dKw, uint64_t dVw,
+                                           uint64_t dQt, uint64_t dOt) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
-    wgmma_ss_n64(st, smem_desc(Kw + (kk / 4) * BN * 64 + (kk % 4) * 16, 16, 1024),
-                 smem_desc(Qt + (kk / 4) * BM * 64 + (kk % 4) * 16, 16, 1024), kk > 0);
+    wgmma_ss_n64(st, desc_add(dKw, (kk / 4) * BN * 128 + (kk % 4) * 32),
+                 desc_add(dQt, (kk / 4) * BM * 128 + (kk % 4) * 32), kk > 0);
   wgmma_commit();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
-    wgmma_ss_n64(dpt, smem_desc(Vw + (kk / 4) * BN * 64 + (kk % 4) * 16, 16, 1024),
-                 smem_desc(Ot + (kk / 4) * BM * 64 + (kk % 4) * 16, 16, 1024), kk > 0);
+    wgmma_ss_n64(dpt, desc_add(dVw, (kk / 4) * BN * 128 + (kk % 4) * 32),
+                 desc_add(dOt, (kk / 4) * BM * 128 + (kk % 4) * 32), kk > 0);
   wgmma_commit();
 }
 
 // Pᵀ in place of Sᵀ, and as A fragments (16 queries per k-step). st[4·nt + e] is (key
-// key0 + 8·(e/2), query q0 + 8·nt + 2c + e%2), as mma.sync's C. Masks only where the block crosses
-// the end of the keys or the diagonal (`edge`).
+// key0 + 8·(e/2), query q0 + 8·nt + 2c + e%2), as mma.sync's C. kEdge: the block crosses the end
+// of the keys or the diagonal (at_edge), so scores are masked; the caller branches once per tile
+// (a test per element made ptxas branch 32 times per tile).
+template <bool kEdge>
 __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
-                                             const float* Lt, bool edge, int64_t key0, int64_t q0, int c) {
+                                             const float* Lt, int64_t key0, int64_t q0, int c) {
   const FlashShape& s = a.s;
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < 8; ++nt) {
+    const float2 L = reinterpret_cast<const float2*>(Lt)[nt * 4 + c];  // columns 8nt + 2c, +1
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int col = nt * 8 + 2 * c + (e & 1);
-      float p = exp2f(fmaf(st[4 * nt + e], a.scale_log2, -Lt[col]));
-      if (edge) {
+      float p = exp2f(fmaf(st[4 * nt + e], a.scale_log2, -((e & 1) ? L.y : L.x)));
+      if constexpr (kEdge) {
+        const int col = nt * 8 + 2 * c + (e & 1);
         const int64_t j = key0 + 8 * (e >> 1);
         if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + q0 + col)) p = 0.f;
       }
       st[4 * nt + e] = p;
     }
+  }
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
     for (int r = 0; r < 4; ++r) pa[kk][r] = pack_bf16(st[8 * kk + 2 * r], st[8 * kk + 2 * r + 1]);
+}
+
+// Does the block's key range cross the end of the keys or the diagonal for query tile q0?
+__device__ __forceinline__ bool at_edge(const FlashShape& s, int64_t k0, int64_t q0) {
+  return k0 + BN > s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + k0 + BN - 1 > s.q_pos0 + q0);
+}
+__device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
+                                             const float* Lt, int64_t k0, int64_t key0, int64_t q0, int c) {
+  if (at_edge(a.s, k0, q0)) softmax_tile<true>(st, pa, a, Lt, key0, q0, c);
+  else softmax_tile<false>(st, pa, a, Lt, key0, q0, c);
 }
 
 // dSᵀ = Pᵀ∘(dPᵀ - delta): to A fragments for dK and to the swizzled dSᵀ tile (BN keys x BM
@@ -138,31 +158,37 @@ __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][
 __device__ __forceinline__ void ds_tile(const float (&pt)[32], const float (&dpt)[32], uint32_t (&sa)[4][4],
                                         const float* Et, __nv_bfloat16* Sw, int warp, int g, int c) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt)
+  for (int nt = 0; nt < 8; ++nt) {
+    const float2 E = reinterpret_cast<const float2*>(Et)[nt * 4 + c];  // columns 8nt + 2c, +1
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      const int col = nt * 8 + 2 * c;
-      const uint32_t x = pack_bf16(pt[4 * nt + 2 * hr] * (dpt[4 * nt + 2 * hr] - Et[col]),
-                                   pt[4 * nt + 2 * hr + 1] * (dpt[4 * nt + 2 * hr + 1] - Et[col + 1]));
+      const uint32_t x = pack_bf16(pt[4 * nt + 2 * hr] * (dpt[4 * nt + 2 * hr] - E.x),
+                                   pt[4 * nt + 2 * hr + 1] * (dpt[4 * nt + 2 * hr + 1] - E.y));
       sa[nt / 2][(nt % 2) * 2 + hr] = x;
       const int r = warp * 16 + g + 8 * hr;  // swizzle by the row within its 8-row group
       *reinterpret_cast<uint32_t*>(Sw + hr * 8 * 64 + (((nt ^ (r & 7))) << 3) + 2 * c) = x;
     }
+  }
 }
 
 // dq (64 queries x 64 columns) = dS·K over key steps [ks0, ks0 + KKN) of 16 keys, columns from
-// panel `panel` of K: both operands MN-major. One commit group.
+// panel `panel` of K: both operands MN-major (dS_mn = smem_desc(dSᵀ tile, BN * 128, 1024),
+// dK_mn = smem_desc(Ks, BN * 128, 1024)). One commit group.
 template <int KKN>
-__device__ __forceinline__ void issue_dq(float (&dq)[32], const __nv_bfloat16* Ss, const __nv_bfloat16* Ks,
-                                         int ks0, int panel) {
+__device__ __forceinline__ void issue_dq(float (&dq)[32], uint64_t dS_mn, uint64_t dK_mn, int ks0, int panel) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < KKN; ++kk) {
     const int ks = ks0 + kk;
-    wgmma_ss_n64_tt(dq, smem_desc(Ss + ks * 16 * 64, BN * 128, 1024),
-                    smem_desc(Ks + panel * BN * 64 + ks * 16 * 64, BN * 128, 1024), kk > 0);
+    wgmma_ss_n64_tt(dq, desc_add(dS_mn, ks * 16 * 128), desc_add(dK_mn, panel * BN * 128 + ks * 16 * 128), kk > 0);
   }
   wgmma_commit();
+}
+
+// *p += (x, y) in global memory, no value returned: one red.global.add.v2.f32 (atomicAdd on a float2
+// is an atom that returns the old values).
+__device__ __forceinline__ void red_add_f32x2(float* p, float x, float y) {
+  asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(x), "f"(y) : "memory");
 }
 
 // dQ rows [q0, q0 + 64) of head h, columns [64·panel, 64·panel + 64) += dq · scale (atomics).
@@ -176,8 +202,7 @@ __device__ __forceinline__ void add_dq(const float (&dq)[32], const BwdArgs& a, 
     float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * HS + panel * 64 + 2 * c;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
-      atomicAdd(reinterpret_cast<float2*>(dst + nt * 8),
-                make_float2(dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale));
+      red_add_f32x2(dst + nt * 8, dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale);
   }
 }
 
@@ -202,15 +227,10 @@ __device__ __forceinline__ void store_dkv(const float (&dk)[HS / 2], const float
   }
 }
 
-// Does the block's key range cross the end of the keys or the diagonal for query tile q0?
-__device__ __forceinline__ bool at_edge(const FlashShape& s, int64_t k0, int64_t q0) {
-  return k0 + BN > s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + k0 + BN - 1 > s.q_pos0 + q0);
-}
-
 __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
   constexpr int HS = 128;
   extern __shared__ unsigned char smem_raw[];
-  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(align1024(smem_raw));
   __nv_bfloat16* Vs = Ks + BN * HS;
   __nv_bfloat16* Qs = Vs + BN * HS;      // [2][BM x HS]
   __nv_bfloat16* Os = Qs + 2 * BM * HS;  // [2][BM x HS] (dO)
@@ -222,19 +242,25 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
   const int g = lane / 4, c = lane % 4;
   const Walk w(s);
+  const TileLoader<BM, HS, THREADS> load_q(s.q_st);  // Q and dO tiles (the same strides)
   load_sw128<BN, HS, THREADS>(Ks, a.k + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
   load_sw128<BN, HS, THREADS>(Vs, a.v + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
   if (w.steps > 0) {
-    load_tiles<HS>(a, w, 0, Qs, Os);
-    if (threadIdx.x < 128) store_row(load_row(a, w, 0), Ls, Es);
+    const int64_t off = w.b * s.q_sb + w.head(0) * s.q_sh;
+    load_q(Qs, a.q + off, w.q0(0), s.Tq);
+    load_q(Os, a.dout + off, w.q0(0), s.Tq);
+    if (threadIdx.x < 128) store_row(load_row(a, w.b, w.head(0), w.q0(0)), Ls, Es);
   }
   cp_async_commit();
 
   float dk[HS / 2] = {}, dv[HS / 2] = {};
-  const __nv_bfloat16* Kw = Ks + wg * 64 * 64;  // this warpgroup's 64 keys in each panel
-  const __nv_bfloat16* Vw = Vs + wg * 64 * 64;
   const int64_t key0 = w.k0 + wg * 64 + warp * 16 + g;
   __nv_bfloat16* Sw = Ss + (wg * 64 + warp * 16 + g) * 64;
+  // Descriptors of slot 0 (a slot is BM * HS * 2 bytes further); this warpgroup's 64 keys of K, V.
+  const uint64_t dKw = smem_desc(Ks + wg * 64 * 64, 16, 1024), dVw = smem_desc(Vs + wg * 64 * 64, 16, 1024);
+  const uint64_t dQk = smem_desc(Qs, 16, 1024), dOk = smem_desc(Os, 16, 1024);
+  const uint64_t dQmn = smem_desc(Qs, BM * 128, 1024), dOmn = smem_desc(Os, BM * 128, 1024);
+  const uint64_t dSmn = smem_desc(Ss, BN * 128, 1024), dKmn = smem_desc(Ks, BN * 128, 1024);
   for (int64_t i = 0; i < w.steps; ++i) {
     const int buf = int(i & 1);
     cp_async_wait<0>();
@@ -242,29 +268,30 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     __syncthreads();
     float next_row = 0.f;
     if (i + 1 < w.steps) {
-      load_tiles<HS>(a, w, i + 1, Qs + (buf ^ 1) * BM * HS, Os + (buf ^ 1) * BM * HS);
-      if (threadIdx.x < 128) next_row = load_row(a, w, i + 1);
+      const int64_t h = w.head(i + 1), qn = w.q0(i + 1), off = w.b * s.q_sb + h * s.q_sh;
+      load_q(Qs + (buf ^ 1) * BM * HS, a.q + off, qn, s.Tq);
+      load_q(Os + (buf ^ 1) * BM * HS, a.dout + off, qn, s.Tq);
+      if (threadIdx.x < 128) next_row = load_row(a, w.b, h, qn);
     }
     cp_async_commit();
-    const __nv_bfloat16* Qt = Qs + buf * BM * HS;
-    const __nv_bfloat16* Ot = Os + buf * BM * HS;
+    const uint32_t slot = buf * BM * HS * 2;
     const int64_t q0 = w.q0(i);
 
     float st[32], dpt[32];
-    issue_s_dp<HS>(st, dpt, Kw, Vw, Qt, Ot);
+    issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));
     wgmma_wait<1>();
     uint32_t pa[4][4];
-    softmax_tile(st, pa, a, Ls + buf * BM, at_edge(s, w.k0, q0), key0, q0, c);
-    wgmma_rs_k64<HS>(dv, pa, Ot);  // dV += Pᵀ·dO
-    wgmma_wait<1>();               // dPᵀ done (dV may still run)
+    softmax_tile(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
+    wgmma_rs_k64<HS>(dv, pa, desc_add(dOmn, slot));  // dV += Pᵀ·dO
+    wgmma_wait<1>();                                  // dPᵀ done (dV may still run)
     uint32_t sa[4][4];
     ds_tile(st, dpt, sa, Es + buf * BM, Sw, warp, g, c);
-    wgmma_rs_k64<HS>(dk, sa, Qt);  // dK += dSᵀ·Q
+    wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
     fence_proxy_async();
     __syncthreads();  // all of dSᵀ is in shared memory
 
     float dq[32];  // this warpgroup's 64 columns over all 128 keys
-    issue_dq<8>(dq, Ss, Ks, 0, wg);
+    issue_dq<8>(dq, dSmn, dKmn, 0, wg);
     wgmma_wait0();
     add_dq<HS>(dq, a, w.b, w.head(i), q0, wg, warp, g, c);
     if (i + 1 < w.steps) store_row(next_row, Ls + (buf ^ 1) * BM, Es + (buf ^ 1) * BM);
@@ -278,75 +305,94 @@ constexpr int NBUF = 4;  // Q/dO/lse/delta buffers of the pipelined HS=64 kernel
 __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   constexpr int HS = 64;
   extern __shared__ unsigned char smem_raw[];
-  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  __nv_bfloat16* Ks = reinterpret_cast<__nv_bfloat16*>(align1024(smem_raw));
   __nv_bfloat16* Vs = Ks + BN * HS;
   __nv_bfloat16* Qs = Vs + BN * HS;         // [NBUF][BM x HS]
   __nv_bfloat16* Os = Qs + NBUF * BM * HS;  // [NBUF][BM x HS] (dO)
   __nv_bfloat16* Ss = Os + NBUF * BM * HS;  // [2][BN keys x BM queries] dSᵀ
   float* Ls = reinterpret_cast<float*>(Ss + 2 * BN * BM);  // [NBUF][BM] lse·log2(e)
   float* Es = Ls + NBUF * BM;                              // [NBUF][BM] delta
+  int2* Ts = reinterpret_cast<int2*>(Es + NBUF * BM);      // [NBUF] each slot's (query head, q0)
 
   const FlashShape& s = a.s;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
   const int g = lane / 4, c = lane % 4;
   const Walk w(s);
+  const int steps = int(w.steps);
+  const TileLoader<BM, HS, THREADS> load_q(s.q_st);  // Q and dO tiles (the same strides)
   load_sw128<BN, HS, THREADS>(Ks, a.k + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
   load_sw128<BN, HS, THREADS>(Vs, a.v + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
-  for (int64_t i = 0; i < 2; ++i) {  // tiles 0 and 1: one cp.async group each
-    if (i < w.steps) {
-      load_tiles<HS>(a, w, i, Qs + i * BM * HS, Os + i * BM * HS);
-      if (threadIdx.x < 128) store_row(load_row(a, w, i), Ls + i * BM, Es + i * BM);
+  Cursor ahead(w);  // the step whose tiles load next
+  // Step i's tiles, lse/delta rows and (head, q0) into slot `buf`; the rows go through a register
+  // (`row`, stored by the caller) so their load's latency hides behind the step.
+  auto load_step = [&](int buf, float& row) {
+    const int64_t q0 = ahead.q0(), off = w.b * s.q_sb + int64_t(ahead.head) * s.q_sh;
+    load_q(Qs + buf * BM * HS, a.q + off, q0, s.Tq);
+    load_q(Os + buf * BM * HS, a.dout + off, q0, s.Tq);
+    if (threadIdx.x < 128) row = load_row(a, w.b, ahead.head, q0);
+    if (threadIdx.x == 0) Ts[buf] = make_int2(ahead.head, int(q0));
+    ahead.advance();
+  };
+  for (int i = 0; i < 2; ++i) {  // tiles 0 and 1: one cp.async group each
+    if (i < steps) {
+      float row = 0.f;
+      load_step(i, row);
+      store_row(row, Ls + i * BM, Es + i * BM);
     }
     cp_async_commit();
   }
 
   float dk[HS / 2] = {}, dv[HS / 2] = {}, dq[32];
-  const __nv_bfloat16* Kw = Ks + wg * 64 * 64;
-  const __nv_bfloat16* Vw = Vs + wg * 64 * 64;
   const int64_t key0 = w.k0 + wg * 64 + warp * 16 + g;
   const int sw_row = (wg * 64 + warp * 16 + g) * 64;
-  for (int64_t i = 0; i < w.steps; ++i) {
-    const int buf = int(i % NBUF);
+  // Descriptors of slot 0 (a Q/dO slot is BM * HS * 2 bytes further, a dSᵀ one BN * BM * 2).
+  const uint64_t dKw = smem_desc(Ks + wg * 64 * 64, 16, 1024), dVw = smem_desc(Vs + wg * 64 * 64, 16, 1024);
+  const uint64_t dQk = smem_desc(Qs, 16, 1024), dOk = smem_desc(Os, 16, 1024);
+  const uint64_t dQmn = smem_desc(Qs, BM * 128, 1024), dOmn = smem_desc(Os, BM * 128, 1024);
+  const uint64_t dSmn = smem_desc(Ss, BN * 128, 1024), dKmn = smem_desc(Ks, BN * 128, 1024);
+  for (int i = 0; i < steps; ++i) {
+    const int buf = i % NBUF;
     cp_async_wait<1>();  // tile i has landed (tile i+1 may still be in flight)
     fence_proxy_async();
     // Tile i and its rows are visible; both warpgroups' dSᵀ of tile i-1 is in Ss[(i-1) & 1]; both
-    // are past their wait for tile i-1's Sᵀ, so their reads of tile i-2's buffer have completed.
+    // are past their wait for tile i-1's Sᵀ, so their reads of tile i-2's buffer have completed
+    // (and of its Ts entry: tile i-2's dQ was added in step i-1).
     __syncthreads();
     float next_row = 0.f;
-    const int nbuf = int((i + 2) % NBUF);
-    if (i + 2 < w.steps) {
-      load_tiles<HS>(a, w, i + 2, Qs + nbuf * BM * HS, Os + nbuf * BM * HS);
-      if (threadIdx.x < 128) next_row = load_row(a, w, i + 2);
-    }
+    const int nbuf = (i + 2) % NBUF;
+    if (i + 2 < steps) load_step(nbuf, next_row);
     cp_async_commit();
-    const __nv_bfloat16* Qt = Qs + buf * BM * HS;
-    const __nv_bfloat16* Ot = Os + buf * BM * HS;
-    const int64_t q0 = w.q0(i);
+    const uint32_t slot = buf * BM * HS * 2;
+    const int64_t q0 = Ts[buf].y;
 
     float st[32], dpt[32];
-    issue_s_dp<HS>(st, dpt, Kw, Vw, Qt, Ot);  // groups: Sᵀ_i, dPᵀ_i
+    issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // groups: Sᵀ_i, dPᵀ_i
     // dQ_{i-1} over this warpgroup's keys. At i = 0 it multiplies an unwritten buffer and is
     // dropped: issuing it unconditionally keeps ptxas from serializing the wgmmas (C7520).
-    issue_dq<4>(dq, Ss + ((i - 1) & 1) * BN * BM, Ks, 4 * wg, 0);
+    issue_dq<4>(dq, desc_add(dSmn, ((i - 1) & 1) * BN * BM * 2), dKmn, 4 * wg, 0);
     wgmma_wait<2>();      // Sᵀ_i (dPᵀ_i, dQ_{i-1} may run)
     uint32_t pa[4][4];
-    softmax_tile(st, pa, a, Ls + buf * BM, at_edge(s, w.k0, q0), key0, q0, c);
-    wgmma_rs_k64<HS>(dv, pa, Ot);  // dV += Pᵀ·dO
-    wgmma_wait<2>();               // dPᵀ_i (dQ_{i-1}, dV may run)
+    softmax_tile(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
+    wgmma_rs_k64<HS>(dv, pa, desc_add(dOmn, slot));  // dV += Pᵀ·dO
+    wgmma_wait<2>();                                  // dPᵀ_i (dQ_{i-1}, dV may run)
     uint32_t sa[4][4];
     ds_tile(st, dpt, sa, Es + buf * BM, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
-    wgmma_rs_k64<HS>(dk, sa, Qt);  // dK += dSᵀ·Q
-    wgmma_wait<2>();               // dQ_{i-1} (dV, dK may run)
-    if (i > 0) add_dq<HS>(dq, a, w.b, w.head(i - 1), w.q0(i - 1), 0, warp, g, c);
+    wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
+    wgmma_wait<2>();                                  // dQ_{i-1} (dV, dK may run)
+    if (i > 0) {
+      const int2 t = Ts[(i - 1) % NBUF];
+      add_dq<HS>(dq, a, w.b, t.x, t.y, 0, warp, g, c);
+    }
     fence_proxy_async();  // dSᵀ_i, written through the generic proxy, is read by wgmma next step
-    if (i + 2 < w.steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
+    if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
   }
   __syncthreads();  // the last tile's dSᵀ from both warpgroups
-  const int64_t last = w.steps - 1;
-  if (w.steps > 0) {
-    issue_dq<4>(dq, Ss + (last & 1) * BN * BM, Ks, 4 * wg, 0);
+  if (steps > 0) {
+    const int last = steps - 1;
+    issue_dq<4>(dq, desc_add(dSmn, (last & 1) * BN * BM * 2), dKmn, 4 * wg, 0);
     wgmma_wait0();
-    add_dq<HS>(dq, a, w.b, w.head(last), w.q0(last), 0, warp, g, c);
+    const int2 t = Ts[last % NBUF];
+    add_dq<HS>(dq, a, w.b, t.x, t.y, 0, warp, g, c);
   }
   wgmma_wait0();
   cp_async_wait<0>();
@@ -376,7 +422,7 @@ void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream) {
   } else {
     constexpr int HS = 64;
     launch<HS>(kernel_hs64, size_t(2 * BN + 2 * NBUF * BM) * HS * 2 + size_t(2 * BN * BM) * 2 +
-               2 * NBUF * BM * sizeof(float) + 1024, a, stream);
+               2 * NBUF * BM * sizeof(float) + NBUF * sizeof(int2) + 1024, a, stream);
   }
 }
 

@@ -30,11 +30,11 @@ struct Args {
 // tile crosses the end of the keys or the diagonal, turns sc into P = exp2(S·scale_log2 - m)
 // in place, updates the running max m and sum l, and returns each row's rescale of O in corr.
 // sc[4·nt + e] is (row g + 8·(e/2), key 8·nt + 2c + e%2), as mma.sync's C.
+// kEdge: the tile crosses the end of the keys or the diagonal (the caller branches once per tile).
+template <bool kEdge>
 __device__ __forceinline__ void online_softmax(float (&sc)[32], float (&m)[2], float (&l)[2], float (&corr)[2],
-                                               const FlashShape& s, float scale_log2, int t, int64_t q0,
+                                               const FlashShape& s, float scale_log2, int t,
                                                const int64_t (&row)[2], int c) {
-  const int64_t tile_last = int64_t(t + 1) * BC - 1;
-  const bool edge = tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0);
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     float mx = -INFINITY;  // on raw scores: the scale is positive, so the max commutes with it
@@ -43,7 +43,7 @@ __device__ __forceinline__ void online_softmax(float (&sc)[32], float (&m)[2], f
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         float& x = sc[4 * nt + 2 * hr + e];
-        if (edge) {
+        if constexpr (kEdge) {
           const int64_t j = int64_t(t) * BC + nt * 8 + 2 * c + e;
           if (j >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + j > s.q_pos0 + row[hr])) x = -INFINITY;
         }
@@ -67,6 +67,16 @@ __device__ __forceinline__ void online_softmax(float (&sc)[32], float (&m)[2], f
   }
 }
 
+__device__ __forceinline__ void online_softmax(float (&sc)[32], float (&m)[2], float (&l)[2], float (&corr)[2],
+                                               const FlashShape& s, float scale_log2, int t, int64_t q0,
+                                               const int64_t (&row)[2], int c) {
+  const int64_t tile_last = int64_t(t + 1) * BC - 1;
+  if (tile_last >= s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + tile_last > s.q_pos0 + q0))
+    online_softmax<true>(sc, m, l, corr, s, scale_log2, t, row, c);
+  else
+    online_softmax<false>(sc, m, l, corr, s, scale_log2, t, row, c);
+}
+
 // P (bf16) as the A fragments of O += P·V: 16 keys per k-step.
 __device__ __forceinline__ void pack_p(const float (&sc)[32], uint32_t (&pa)[BC / 16][4]) {
 #pragma unroll
@@ -76,23 +86,25 @@ __device__ __forceinline__ void pack_p(const float (&sc)[32], uint32_t (&pa)[BC 
 }
 
 // S (64 x 64 per warpgroup) = Q Kᵀ over HS/16 k-steps; k-step kk is 32 bytes into panel kk/4.
+// Descriptors K-major: dQw = smem_desc(Qw, 16, 1024), dKt = smem_desc(Kt, 16, 1024).
 template <int HS>
-__device__ __forceinline__ void issue_s(float (&sc)[32], const __nv_bfloat16* Qw, const __nv_bfloat16* Kt) {
+__device__ __forceinline__ void issue_s(float (&sc)[32], uint64_t dQw, uint64_t dKt) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
-    wgmma_ss_n64(sc, smem_desc(Qw + (kk / 4) * BR * 64 + (kk % 4) * 16, 16, 1024),
-                 smem_desc(Kt + (kk / 4) * BC * 64 + (kk % 4) * 16, 16, 1024), kk > 0);
+    wgmma_ss_n64(sc, desc_add(dQw, (kk / 4) * BR * 128 + (kk % 4) * 32),
+                 desc_add(dKt, (kk / 4) * BC * 128 + (kk % 4) * 32), kk > 0);
   wgmma_commit();
 }
 
-// O += P V: P as register A fragments, V transposed (MN-major) from smem. One commit group.
+// O += P V: P as register A fragments, V transposed (MN-major, dVt = smem_desc(Vt, BC * 128,
+// 1024)) from smem. One commit group.
 template <int HS>
-__device__ __forceinline__ void issue_pv(float* o, const uint32_t (&pa)[BC / 16][4], const __nv_bfloat16* Vt) {
+__device__ __forceinline__ void issue_pv(float* o, const uint32_t (&pa)[BC / 16][4], uint64_t dVt) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < BC / 16; ++kk) {
-    const uint64_t dv = smem_desc(Vt + kk * 16 * 64, BC * 128, 1024);
+    const uint64_t dv = desc_add(dVt, kk * 16 * 128);
     if constexpr (HS == 128) wgmma_rs_n128(o, pa[kk], dv);
     else wgmma_rs_n64(o, pa[kk], dv);
   }
@@ -133,7 +145,7 @@ template <int HS>
 __global__ void __launch_bounds__(THREADS, 2) flash_fwd_wgmma_kernel(const Args a) {
   extern __shared__ unsigned char smem_raw[];
   // Descriptors assume 1024-byte aligned 8-row groups.
-  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  __nv_bfloat16* Qs = reinterpret_cast<__nv_bfloat16*>(align1024(smem_raw));
   __nv_bfloat16* Ks = Qs + BR * HS;      // [2][BC x HS]
   __nv_bfloat16* Vs = Ks + 2 * BC * HS;  // [2][BC x HS]
 
@@ -157,22 +169,25 @@ __global__ void __launch_bounds__(THREADS, 2) flash_fwd_wgmma_kernel(const Args 
   float o[HS / 2] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   const int64_t row[2] = {q0 + wg * 64 + warp * 16 + g, q0 + wg * 64 + warp * 16 + g + 8};
-  const __nv_bfloat16* Qw = Qs + wg * 64 * 64;  // this warpgroup's 64 rows in each panel
+  // Descriptors: this warpgroup's 64 rows of Q in each panel; K and V of buffer 0 (buffer 1 is
+  // BC * HS * 2 bytes further).
+  const uint64_t dQw = smem_desc(Qs + wg * 64 * 64, 16, 1024);
+  const uint64_t dK0 = smem_desc(Ks, 16, 1024), dV0 = smem_desc(Vs, BC * 128, 1024);
+  const TileLoader<BC, HS, THREADS> load_kv(s.k_st);
 
   for (int t = 0; t < ntiles; ++t) {
     cp_async_wait<0>();
     fence_proxy_async();
     __syncthreads();
-    const __nv_bfloat16* Kt = Ks + (t & 1) * BC * HS;
-    const __nv_bfloat16* Vt = Vs + (t & 1) * BC * HS;
+    const uint32_t slot = (t & 1) * BC * HS * 2;
     if (t + 1 < ntiles) {
-      load_sw128<BC, HS, THREADS>(Ks + ((t + 1) & 1) * BC * HS, kb, s.k_st, int64_t(t + 1) * BC, s.Tk);
-      load_sw128<BC, HS, THREADS>(Vs + ((t + 1) & 1) * BC * HS, vb, s.k_st, int64_t(t + 1) * BC, s.Tk);
+      load_kv(Ks + ((t + 1) & 1) * BC * HS, kb, int64_t(t + 1) * BC, s.Tk);
+      load_kv(Vs + ((t + 1) & 1) * BC * HS, vb, int64_t(t + 1) * BC, s.Tk);
     }
     cp_async_commit();
 
     float sc[32], corr[2];
-    issue_s<HS>(sc, Qw, Kt);
+    issue_s<HS>(sc, dQw, desc_add(dK0, slot));
     wgmma_wait0();
     online_softmax(sc, m, l, corr, s, a.scale_log2, t, q0, row, c);
     // Once a row's maximum settles, corr is 1: skip the rescale when the whole warp agrees (HS=128:
@@ -185,7 +200,7 @@ __global__ void __launch_bounds__(THREADS, 2) flash_fwd_wgmma_kernel(const Args 
     }
     uint32_t pa[BC / 16][4];  // all A fragments ready before the first wgmma reads any
     pack_p(sc, pa);
-    issue_pv<HS>(o, pa, Vt);
+    issue_pv<HS>(o, pa, desc_add(dV0, slot));
     wgmma_wait0();
   }
   cp_async_wait<0>();
