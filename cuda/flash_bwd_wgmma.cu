@@ -81,19 +81,19 @@ struct Cursor {
   }
 };
 
-// Threads [0, 128): the lse·log2(e) (first 64: +inf for rows past the end or that saw nothing, so
-// P = 0) or delta (next 64) of one row of query head h's tile at q0, read through registers
-// (strided in memory).
+// Threads [0, 128): the lse (first 64; -inf for rows past the end) or delta (next 64) of one row
+// of query head h's tile at q0, read through registers (strided in memory). store_row keeps
+// lse·log2(e), with +inf for rows that saw nothing (so P = 0): the scaling waits for the load, so
+// it is done at the store, a step later, not here.
 __device__ __forceinline__ float load_row(const BwdArgs& a, int64_t b, int64_t h, int64_t q0) {
   const int64_t row = q0 + (threadIdx.x & 63);
-  if (row >= a.s.Tq) return threadIdx.x < 64 ? INFINITY : 0.f;
+  if (row >= a.s.Tq) return threadIdx.x < 64 ? -INFINITY : 0.f;
   const int64_t at = (b * a.s.Tq + row) * a.s.NH + h;
-  if (threadIdx.x >= 64) return a.delta[at];
-  const float L = a.lse[at];
-  return L == -INFINITY ? INFINITY : L * 1.4426950408889634f;
+  return threadIdx.x < 64 ? a.lse[at] : a.delta[at];
 }
 __device__ __forceinline__ void store_row(float x, float* Lb, float* Eb) {
-  if (threadIdx.x < 128) (threadIdx.x < 64 ? Lb : Eb)[threadIdx.x & 63] = x;
+  if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+  else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = x;
 }
 
 // Sᵀ and dPᵀ (64 keys x 64 queries of this warpgroup): two commit groups. Descriptors K-major
@@ -261,10 +261,10 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
   const uint64_t dQk = smem_desc(Qs, 16, 1024), dOk = smem_desc(Os, 16, 1024);
   const uint64_t dQmn = smem_desc(Qs, BM * 128, 1024), dOmn = smem_desc(Os, BM * 128, 1024);
   const uint64_t dSmn = smem_desc(Ss, BN * 128, 1024), dKmn = smem_desc(Ks, BN * 128, 1024);
+  cp_async_wait<0>();  // tile 0 (later tiles: waited for and fenced at the end of the step before,
+  fence_proxy_async();  // ahead of its dQ reductions, as in kernel_hs64)
   for (int64_t i = 0; i < w.steps; ++i) {
     const int buf = int(i & 1);
-    cp_async_wait<0>();
-    fence_proxy_async();
     __syncthreads();
     float next_row = 0.f;
     if (i + 1 < w.steps) {
@@ -293,6 +293,8 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     float dq[32];  // this warpgroup's 64 columns over all 128 keys
     issue_dq<8>(dq, dSmn, dKmn, 0, wg);
     wgmma_wait0();
+    cp_async_wait<0>();  // tile i+1
+    fence_proxy_async();
     add_dq<HS>(dq, a, w.b, w.head(i), q0, wg, warp, g, c);
     if (i + 1 < w.steps) store_row(next_row, Ls + (buf ^ 1) * BM, Es + (buf ^ 1) * BM);
   }
@@ -350,13 +352,16 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   const uint64_t dQk = smem_desc(Qs, 16, 1024), dOk = smem_desc(Os, 16, 1024);
   const uint64_t dQmn = smem_desc(Qs, BM * 128, 1024), dOmn = smem_desc(Os, BM * 128, 1024);
   const uint64_t dSmn = smem_desc(Ss, BN * 128, 1024), dKmn = smem_desc(Ks, BN * 128, 1024);
+  // The proxy fence (a MEMBAR in SASS: it waits for the thread's memory accesses in flight) comes
+  // before a step's dQ reductions, not right after them as at the top of the loop: +3% at hd 64.
+  cp_async_wait<1>();  // tile 0 has landed
+  fence_proxy_async();
   for (int i = 0; i < steps; ++i) {
     const int buf = i % NBUF;
-    cp_async_wait<1>();  // tile i has landed (tile i+1 may still be in flight)
-    fence_proxy_async();
-    // Tile i and its rows are visible; both warpgroups' dSᵀ of tile i-1 is in Ss[(i-1) & 1]; both
-    // are past their wait for tile i-1's Sᵀ, so their reads of tile i-2's buffer have completed
-    // (and of its Ts entry: tile i-2's dQ was added in step i-1).
+    // Tile i and its rows are visible (waited for and fenced at the end of step i-1); both
+    // warpgroups' dSᵀ of tile i-1 is in Ss[(i-1) & 1]; both are past their wait for tile i-1's
+    // Sᵀ, so their reads of tile i-2's buffer have completed (and of its Ts entry: tile i-2's dQ
+    // was added in step i-1).
     __syncthreads();
     float next_row = 0.f;
     const int nbuf = (i + 2) % NBUF;
@@ -379,11 +384,12 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     ds_tile(st, dpt, sa, Es + buf * BM, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
     wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
     wgmma_wait<2>();                                  // dQ_{i-1} (dV, dK may run)
+    cp_async_wait<1>();  // tile i+1 has landed (tile i+2 may still be in flight)
+    fence_proxy_async();  // it and dSᵀ_i (st.shared) are read by wgmma in the next step
     if (i > 0) {
       const int2 t = Ts[(i - 1) % NBUF];
       add_dq<HS>(dq, a, w.b, t.x, t.y, 0, warp, g, c);
     }
-    fence_proxy_async();  // dSᵀ_i, written through the generic proxy, is read by wgmma next step
     if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
   }
   __syncthreads();  // the last tile's dSᵀ from both warpgroups
