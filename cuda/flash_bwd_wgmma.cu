@@ -7,26 +7,33 @@
 //     dPᵀ = V_w·dOᵀ   wgmma m64n64,  issued with Sᵀ; Pᵀ is computed while it runs
 //     dV += Pᵀ·dO     wgmma m64n{HS}, Pᵀ from registers, dO MN-major;   dSᵀ computed while it runs
 //     dK += dSᵀ·Q     wgmma m64n{HS}, dSᵀ from registers, Q MN-major; dSᵀ also stored to smem
-//     dQ  = dS·K      wgmma m64n64 with both operands MN-major (dS read through its transpose).
+//     dQ  = dS·K      both operands MN-major (dS read through its transpose), from smem.
 //   Two schedules:
 //   - HS=128 (kernel_hs128): warpgroup w computes dQ's columns [64w, 64w+64) over all 128 keys
-//     right after dK, in the same step; Q, dO double-buffered.
+//     (wgmma m64n64) right after dK, in the same step; Q, dO double-buffered.
 //   - HS=64 (kernel_hs64), software-pipelined so the tensor cores have queued work through the
 //     softmax: tile i's Sᵀ and dPᵀ are issued together with tile i-1's dQ, so Pᵀ's exponentials
-//     run under dPᵀ and dQ, dSᵀ under dV, and tile i-1's dQ atomics under dV and dK. Each
-//     warpgroup computes dQ's 64 columns over its own 64 keys (both add to the same rows). Q, dO,
-//     lse, delta in 4 buffers (loaded two tiles ahead: a buffer is rewritten only after both
-//     warpgroups' last reads of it completed), dSᵀ in 2 (tile i-1's is read by its dQ while tile
-//     i's is written). 180 TFLOP/s against 164 for the HS=128 schedule at HS=64 (v10).
-//     Tried and dropped: dQ over all 128 keys by the warpgroups in turn (half the atomics) — the
-//     warpgroup-dependent branch made ptxas serialize every wgmma (C7520); K and V as register A
-//     operands of Sᵀ and dPᵀ (less shared-memory traffic) — 254 + 32 registers do not fit.
+//     run under dPᵀ and dQ, dSᵀ under dV, and tile i-1's dQ reductions under dV and dK.
+//     Warpgroup w computes dQ's columns [32w, 32w+32) over all 128 keys (wgmma m64n32, both
+//     warpgroups' dSᵀ), so each dQ element gets one reduction per block: 8 red.global per thread
+//     and step instead of 16, 16 accumulator registers instead of 32 (206 registers): 245 -> 296
+//     TFLOP/s. Q, dO, lse, delta in 4 buffers (loaded two tiles ahead: a buffer is rewritten only
+//     after both warpgroups' last reads of it completed), dSᵀ in 2 (tile i-1's is read by its dQ
+//     while tile i's is written).
+//     Tried and dropped: dQ over all 128 keys by the warpgroups in turn (a warpgroup-dependent
+//     branch made ptxas serialize every wgmma, C7520); K and V as register A operands of Sᵀ and
+//     dPᵀ (254 + 32 registers do not fit); dQ staged in shared memory and added by 256-byte bulk
+//     reductions (cp.reduce.async.bulk) in place of red.global: 229 against 247 TFLOP/s.
+//   Both kernels keep the loop lean (docs/PERFORMANCE.md, v12): per-thread tile-load offsets fixed
+//   once (TileLoader), descriptors made once and moved by constants, one edge branch per tile,
+//   shared memory addressed as such (align1024), the proxy fence ahead of the dQ reductions.
 //   dQ is added to global memory with fp32 atomics (float2), so the order of the additions, and the
 //   last bits of dQ, vary from run to run: this is the fast, non-deterministic kernel; flash_bwd.cu
 //   is the deterministic one (FA2's and cuDNN's backward are also atomic).
 //   Saved tensors read: Q, K, V, dO (bf16), lse, delta (fp32). Shared memory: HS=128: K, V 32 KB
 //   each, Q and dO 2 × 16 KB each, dSᵀ 16 KB: 145 KB; HS=64: K, V 16 KB each, Q and dO 4 × 8 KB
-//   each, dSᵀ 2 × 16 KB, lse and delta 2 KB: 131 KB with the alignment slack. One block (8 warps)
+//   each, dSᵀ 2 × 16 KB, lse and delta 2 KB, each slot's (head, q0): 131 KB with the alignment
+//   slack. One block (8 warps)
 //   per SM.
 //   Limits: HS 64 or 128; sm_90a only (flash_bwd falls back to flash_bwd.cu elsewhere).
 #include <cuda_runtime.h>
@@ -185,6 +192,18 @@ __device__ __forceinline__ void issue_dq(float (&dq)[32], uint64_t dS_mn, uint64
   wgmma_commit();
 }
 
+// kernel_hs64's dq (64 queries x 32 columns [32·wg, 32·wg + 32)) = dS·K over all BN = 128 keys
+// of the block (both warpgroups' dSᵀ): dK_mn + 64·wg bytes starts 32 columns into K's 128-byte
+// swizzled rows. Each dQ element then gets one reduction per block instead of one per warpgroup.
+// One commit group.
+__device__ __forceinline__ void issue_dq32(float (&dq)[16], uint64_t dS_mn, uint64_t dK_mn, int wg) {
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < BN / 16; ++ks)
+    wgmma_ss_n32_tt(dq, desc_add(dS_mn, ks * 16 * 128), desc_add(dK_mn, wg * 64 + ks * 16 * 128), ks > 0);
+  wgmma_commit();
+}
+
 // *p += (x, y) in global memory, no value returned: one red.global.add.v2.f32 (atomicAdd on a float2
 // is an atom that returns the old values).
 __device__ __forceinline__ void red_add_f32x2(float* p, float x, float y) {
@@ -202,6 +221,20 @@ __device__ __forceinline__ void add_dq(const float (&dq)[32], const BwdArgs& a, 
     float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * HS + panel * 64 + 2 * c;
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt)
+      red_add_f32x2(dst + nt * 8, dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale);
+  }
+}
+
+// dQ rows [q0, q0 + 64) of head h (HS = 64), columns [32·wg, 32·wg + 32) += dq · scale.
+__device__ __forceinline__ void add_dq32(const float (&dq)[16], const BwdArgs& a, int64_t b, int64_t h, int64_t q0,
+                                         int wg, int warp, int g, int c) {
+#pragma unroll
+  for (int hr = 0; hr < 2; ++hr) {
+    const int64_t row = q0 + warp * 16 + g + 8 * hr;
+    if (row >= a.s.Tq) continue;
+    float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * 64 + wg * 32 + 2 * c;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
       red_add_f32x2(dst + nt * 8, dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale);
   }
 }
@@ -344,7 +377,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     cp_async_commit();
   }
 
-  float dk[HS / 2] = {}, dv[HS / 2] = {}, dq[32];
+  float dk[HS / 2] = {}, dv[HS / 2] = {}, dq[16];
   const int64_t key0 = w.k0 + wg * 64 + warp * 16 + g;
   const int sw_row = (wg * 64 + warp * 16 + g) * 64;
   // Descriptors of slot 0 (a Q/dO slot is BM * HS * 2 bytes further, a dSᵀ one BN * BM * 2).
@@ -372,9 +405,10 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
 
     float st[32], dpt[32];
     issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // groups: Sᵀ_i, dPᵀ_i
-    // dQ_{i-1} over this warpgroup's keys. At i = 0 it multiplies an unwritten buffer and is
-    // dropped: issuing it unconditionally keeps ptxas from serializing the wgmmas (C7520).
-    issue_dq<4>(dq, desc_add(dSmn, ((i - 1) & 1) * BN * BM * 2), dKmn, 4 * wg, 0);
+    // dQ_{i-1}, this warpgroup's 32 columns over the block's 128 keys. At i = 0 it multiplies an
+    // unwritten buffer and is dropped: issuing it unconditionally keeps ptxas from serializing the
+    // wgmmas (C7520).
+    issue_dq32(dq, desc_add(dSmn, ((i - 1) & 1) * BN * BM * 2), dKmn, wg);
     wgmma_wait<2>();      // Sᵀ_i (dPᵀ_i, dQ_{i-1} may run)
     uint32_t pa[4][4];
     softmax_tile(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
@@ -388,17 +422,17 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     fence_proxy_async();  // it and dSᵀ_i (st.shared) are read by wgmma in the next step
     if (i > 0) {
       const int2 t = Ts[(i - 1) % NBUF];
-      add_dq<HS>(dq, a, w.b, t.x, t.y, 0, warp, g, c);
+      add_dq32(dq, a, w.b, t.x, t.y, wg, warp, g, c);
     }
     if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
   }
   __syncthreads();  // the last tile's dSᵀ from both warpgroups
   if (steps > 0) {
     const int last = steps - 1;
-    issue_dq<4>(dq, desc_add(dSmn, (last & 1) * BN * BM * 2), dKmn, 4 * wg, 0);
+    issue_dq32(dq, desc_add(dSmn, (last & 1) * BN * BM * 2), dKmn, wg);
     wgmma_wait0();
     const int2 t = Ts[last % NBUF];
-    add_dq<HS>(dq, a, w.b, t.x, t.y, 0, warp, g, c);
+    add_dq32(dq, a, w.b, t.x, t.y, wg, warp, g, c);
   }
   wgmma_wait0();
   cp_async_wait<0>();

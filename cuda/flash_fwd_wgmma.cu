@@ -3,7 +3,11 @@
 //   rows; S = Q·Kᵀ by wgmma m64n64k16 with Q and K read from 128B-swizzled shared memory through
 //   descriptors; P stays in registers and O += P·V by wgmma m64n{HS}k16 with V read transposed
 //   (MN-major) from shared memory. K/V tiles of 64 keys double-buffered by cp.async. Two blocks
-//   per SM (128 registers; at HS=128 a few spilled) overlap one's softmax with the other's MMAs.
+//   per SM (99 registers at HS=64, 127 at HS=128, no spills) overlap one's softmax with the
+//   other's MMAs. The loop is lean (docs/PERFORMANCE.md, v12: 229 -> 350 TFLOP/s at HS=64): K/V
+//   loads by a TileLoader, descriptors made once and moved by constants, one edge branch per tile.
+//   Tried and dropped: three K/V buffers with tile t's P·V left in flight under tile t+1's S
+//   (ptxas serialized the wgmmas, C7515).
 //   Limits: HS 64 or 128; sm_90a (the launcher falls back to the mma.sync kernel elsewhere).
 #include <cuda_runtime.h>
 

@@ -112,6 +112,16 @@ __device__ __forceinline__ void wgmma_ss_n64_tt(float* d, uint64_t da, uint64_t 
       : "l"(da), "l"(db), "r"(scale_d));
 }
 
+// d (64 x 32, fp32; scale_d = 0 overwrites) += A · B, both MN-major in shared memory (as
+// wgmma_ss_n64_tt, for 32 columns of B: its descriptor may start inside a 128-byte swizzle row).
+__device__ __forceinline__ void wgmma_ss_n32_tt(float* d, uint64_t da, uint64_t db, int scale_d) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(da), "l"(db), "r"(scale_d));
+}
+
 // d (64 x n) += A (64x16 in registers, per warp the mma.sync A layout) · B (16 x n, MN-major smem)
 __device__ __forceinline__ void wgmma_rs_n64(float* d, const uint32_t* a, uint64_t db) {
   asm volatile(
