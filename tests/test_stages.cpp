@@ -181,6 +181,15 @@ TEST_CASE("stages: one deck and job per stage and a submit script; GPUs only for
   CHECK(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/z --scheduler slurm --cpus-per-rank 0",
                     &out) != 0);
   CHECK(contains(out, "--cpus-per-rank '0' is not a number >= 1"));
+  // A file that cannot be written (here stage2.toml is a directory; root ignores permissions):
+  // the message names it, the files before it are whole and no .tmp is left behind.
+  fs::create_directories(dir + "/w/stage2.toml");
+  CHECK(run_command(std::string(kBin) + " stages input/tiny.toml --out " + dir + "/w --scheduler slurm", &out) != 0);
+  CHECK(contains(out, "cannot write " + dir + "/w/stage2.toml"));
+  CHECK(parse_deck(dir + "/w/stage1.toml").stages.size() == 2);
+  CHECK(run_command("bash -n " + dir + "/w/stage1.sbatch") == 0);
+  for (const auto& e : fs::directory_iterator(dir + "/w")) CHECK(e.path().extension() != ".tmp");
+  CHECK(!fs::exists(dir + "/w/submit.sh"));
 }
 
 TEST_CASE("job scripts: bash syntax and directives (no PBS server is packaged for Debian)", "[e2e]") {

@@ -19,6 +19,7 @@
 #include "longctx/common.h"
 #include "longctx/config.h"
 #include "longctx/log.h"
+#include "longctx/preflight.h"
 
 namespace fs = std::filesystem;
 
@@ -32,11 +33,10 @@ std::string absolute(const std::string& p) {
   return p.empty() ? p : fs::absolute(fs::path(p)).lexically_normal().string();
 }
 
+// Whole or not at all (write_whole_file: a .tmp beside it, then a rename), so a failed run of
+// `stages` never leaves a truncated deck or job script where a scheduler could pick it up.
 void write_file(const fs::path& path, const std::string& text, bool executable) {
-  std::ofstream f(path);
-  f << text;
-  f.close();
-  CHECK_HINT(f.good(), "check that --out is writable", "stages: cannot write {}", path.string());
+  write_whole_file(path.string(), text);
   if (executable) ::chmod(path.c_str(), 0755);
 }
 
