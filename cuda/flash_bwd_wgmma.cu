@@ -210,31 +210,18 @@ __device__ __forceinline__ void red_add_f32x2(float* p, float x, float y) {
   asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(p), "f"(x), "f"(y) : "memory");
 }
 
-// dQ rows [q0, q0 + 64) of head h, columns [64·panel, 64·panel + 64) += dq · scale (atomics).
-template <int HS>
-__device__ __forceinline__ void add_dq(const float (&dq)[32], const BwdArgs& a, int64_t b, int64_t h, int64_t q0,
-                                       int panel, int warp, int g, int c) {
+// dQ rows [q0, q0 + 64) of head h, columns [col0, col0 + N) += dq · scale, dq being an m64nN
+// accumulator (N/2 per thread): N = 64 in kernel_hs128, 32 in kernel_hs64. Reductions (red).
+template <int HS, int N>
+__device__ __forceinline__ void add_dq(const float (&dq)[N / 2], const BwdArgs& a, int64_t b, int64_t h, int64_t q0,
+                                       int col0, int warp, int g, int c) {
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     const int64_t row = q0 + warp * 16 + g + 8 * hr;
     if (row >= a.s.Tq) continue;
-    float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * HS + panel * 64 + 2 * c;
+    float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * HS + col0 + 2 * c;
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-      red_add_f32x2(dst + nt * 8, dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale);
-  }
-}
-
-// dQ rows [q0, q0 + 64) of head h (HS = 64), columns [32·wg, 32·wg + 32) += dq · scale.
-__device__ __forceinline__ void add_dq32(const float (&dq)[16], const BwdArgs& a, int64_t b, int64_t h, int64_t q0,
-                                         int wg, int warp, int g, int c) {
-#pragma unroll
-  for (int hr = 0; hr < 2; ++hr) {
-    const int64_t row = q0 + warp * 16 + g + 8 * hr;
-    if (row >= a.s.Tq) continue;
-    float* dst = a.dq + ((b * a.s.Tq + row) * a.s.NH + h) * 64 + wg * 32 + 2 * c;
-#pragma unroll
-    for (int nt = 0; nt < 4; ++nt)
+    for (int nt = 0; nt < N / 8; ++nt)
       red_add_f32x2(dst + nt * 8, dq[4 * nt + 2 * hr] * a.scale, dq[4 * nt + 2 * hr + 1] * a.scale);
   }
 }
@@ -328,7 +315,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     wgmma_wait0();
     cp_async_wait<0>();  // tile i+1
     fence_proxy_async();
-    add_dq<HS>(dq, a, w.b, w.head(i), q0, wg, warp, g, c);
+    add_dq<HS, 64>(dq, a, w.b, w.head(i), q0, 64 * wg, warp, g, c);
     if (i + 1 < w.steps) store_row(next_row, Ls + (buf ^ 1) * BM, Es + (buf ^ 1) * BM);
   }
   cp_async_wait<0>();
@@ -422,7 +409,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     fence_proxy_async();  // it and dSᵀ_i (st.shared) are read by wgmma in the next step
     if (i > 0) {
       const int2 t = Ts[(i - 1) % NBUF];
-      add_dq32(dq, a, w.b, t.x, t.y, wg, warp, g, c);
+      add_dq<HS, 32>(dq, a, w.b, t.x, t.y, 32 * wg, warp, g, c);
     }
     if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
   }
@@ -432,7 +419,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     issue_dq32(dq, desc_add(dSmn, (last & 1) * BN * BM * 2), dKmn, wg);
     wgmma_wait0();
     const int2 t = Ts[last % NBUF];
-    add_dq32(dq, a, w.b, t.x, t.y, wg, warp, g, c);
+    add_dq<HS, 32>(dq, a, w.b, t.x, t.y, 32 * wg, warp, g, c);
   }
   wgmma_wait0();
   cp_async_wait<0>();
