@@ -3,7 +3,10 @@
 # [gpu][mpi] ones under mpirun -np 4 on the one GPU; optionally under compute-sanitizer), then
 # the benchmarks beside shared/bench/torch_reference.py on the same GPU: attention (bench) and
 # training steps (trainbench). Logs go to $OUT (default build/gpu-out).
-#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [ring] [hf]   (default: build test mpi bench)
+#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [longest] [ring] [hf]
+#   (default: build test mpi bench)
+# trainbench + longest in one call is issue 8's benchmark: the three shapes, the 134M step at
+# 1,048,576 tokens, and torch_reference.py's ceilings, llama and llama_max beside them.
 # hf: tools/hf_check.py (import and export against transformers, which the node has).
 # ring: build/bench_ring over every GPU of the node with NCCL (NCCL_NVLS_ENABLE=0), or on one GPU a
 # two-rank functional run over the staged MPI transport.
@@ -65,6 +68,14 @@ if [[ $steps == *trainbench* ]]; then
     tools/bench_train.sh input/gpu_1b.toml 8192 0 6
     python3 $ref --what ceilings,llama --llama 134m:8192,134m:65536:ckpt,1b:8192
   } 2>&1 | grep -v Warning | tee "$OUT/trainbench.log"
+fi
+if [[ $steps == *longest* ]]; then
+  ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
+  [ -f $ref ] || ref=third_party/bench/torch_reference.py
+  {
+    tools/bench_train.sh input/gpu_134m.toml 1048576 1 1   # one step (minutes)
+    python3 $ref --what llama_max --llama-max 134m
+  } 2>&1 | grep -v Warning | tee "$OUT/longest.log"
 fi
 if [[ $steps == *ring* ]]; then
   gpus=$(nvidia-smi -L | wc -l)
