@@ -27,9 +27,9 @@
 //   Both kernels keep the loop lean (docs/PERFORMANCE.md, v12): per-thread tile-load offsets fixed
 //   once (TileLoader), descriptors made once and moved by constants, one edge branch per tile,
 //   shared memory addressed as such (align1024), the proxy fence ahead of the dQ reductions.
-//   dQ is added to global memory with fp32 atomics (float2), so the order of the additions, and the
-//   last bits of dQ, vary from run to run: this is the fast, non-deterministic kernel; flash_bwd.cu
-//   is the deterministic one (FA2's and cuDNN's backward are also atomic).
+//   dQ is added to global memory by fp32 reductions (red.global.add.v2.f32), so the order of the
+//   additions, and the last bits of dQ, vary from run to run: this is the fast, non-deterministic
+//   kernel; flash_bwd.cu is the deterministic one (FA2's and cuDNN's backward are also atomic).
 //   Saved tensors read: Q, K, V, dO (bf16), lse, delta (fp32). Shared memory: HS=128: K, V 32 KB
 //   each, Q and dO 2 × 16 KB each, dSᵀ 16 KB: 145 KB; HS=64: K, V 16 KB each, Q and dO 4 × 8 KB
 //   each, dSᵀ 2 × 16 KB, lse and delta 2 KB, each slot's (head, q0): 131 KB with the alignment
@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
   const int g = lane / 4, c = lane % 4;
   const Walk w(s);
-  const int steps = int(w.steps);
+  const int steps = int(w.steps);  // < 2^31 (check_flash_shape)
   const TileLoader<BM, HS, THREADS> load_q(s.q_st);  // Q and dO tiles (the same strides)
   load_sw128<BN, HS, THREADS>(Ks, a.k + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);
   load_sw128<BN, HS, THREADS>(Vs, a.v + w.b * s.k_sb + w.kvh * s.k_sh, s.k_st, w.k0, s.Tk);

@@ -40,6 +40,8 @@ TEST_CASE("flash attention refuses shapes its kernels cannot take, naming the ca
   CHECK_THAT(refused(s), Contains("stride 260 is not a multiple of 8"));
   s = ok, s.NH = 70000, s.NKV = 70000;
   CHECK_THAT(refused(s), Contains("grid too large"));
+  s = ok, s.Tq = int64_t(1) << 26, s.NH = 4096, s.NKV = 1;  // 2^20 query tiles x 4096 heads per KV head
+  CHECK_THAT(refused(s), Contains("with 4096 query heads per KV head is too long"));
 }
 
 TEST_CASE("flash attention refuses misaligned tensors, naming them", "[op]") {

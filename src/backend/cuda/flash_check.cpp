@@ -34,6 +34,9 @@ void check_flash_shape(const FlashShape& s) {
     CHECK(st % 8 == 0, "flash attention: stride {} is not a multiple of 8 elements (16 bytes)", st);
   CHECK(s.NH < 65536 && s.B < 65536, "flash attention: grid too large (NH = {}, B = {})", s.NH, s.B);
   CHECK(s.Tq < (int64_t(1) << 31) / 16, "flash attention: Tq = {} is too long for one launch", s.Tq);
+  // The wgmma backward counts a key block's (query head, 64-row tile) steps in an int.
+  CHECK((s.Tq + 63) / 64 * (s.NH / s.NKV) < (int64_t(1) << 31),
+        "flash attention: Tq = {} with {} query heads per KV head is too long for one launch", s.Tq, s.NH / s.NKV);
 }
 
 void check_flash_align(const void* p, int bytes, const char* name) {
