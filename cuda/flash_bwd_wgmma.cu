@@ -98,44 +98,72 @@ __device__ __forceinline__ float load_row(const BwdArgs& a, int64_t b, int64_t h
   const int64_t at = (b * a.s.Tq + row) * a.s.NH + h;
   return threadIdx.x < 64 ? a.lse[at] : a.delta[at];
 }
-__device__ __forceinline__ void store_row(float x, float* Lb, float* Eb) {
-  if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
-  else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = x;
+// kPreset: -lse/scale (-inf where lse is -inf) and -delta, the start values of preset_tile.
+template <bool kPreset = false>
+__device__ __forceinline__ void store_row(float x, float* Lb, float* Eb, float scale = 1.f) {
+  if constexpr (kPreset) {
+    if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? -INFINITY : -x / scale;
+    else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = -x;
+  } else {
+    if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
+    else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = x;
+  }
 }
 
 // Sᵀ and dPᵀ (64 keys x 64 queries of this warpgroup): two commit groups. Descriptors K-major
 // (smem_desc(tile, 16, 1024)): K-step kk is 32 bytes into panel kk/4 of Kw/Vw (BN rows per
 // panel) and of Qt/Ot (BM rows per panel).
-template <int HS>
+// kPreset: st and dpt hold their start values (preset_tile), which the products add to.
+template <int HS, bool kPreset = false>
 __device__ __forceinline__ void issue_s_dp(float (&st)[32], float (&dpt)[32], uint64_t dKw, uint64_t dVw,
                                            uint64_t dQt, uint64_t dOt) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
     wgmma_ss_n64(st, desc_add(dKw, (kk / 4) * BN * 128 + (kk % 4) * 32),
-                 desc_add(dQt, (kk / 4) * BM * 128 + (kk % 4) * 32), kk > 0);
+                 desc_add(dQt, (kk / 4) * BM * 128 + (kk % 4) * 32), kPreset || kk > 0);
   wgmma_commit();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
     wgmma_ss_n64(dpt, desc_add(dVw, (kk / 4) * BN * 128 + (kk % 4) * 32),
-                 desc_add(dOt, (kk / 4) * BM * 128 + (kk % 4) * 32), kk > 0);
+                 desc_add(dOt, (kk / 4) * BM * 128 + (kk % 4) * 32), kPreset || kk > 0);
   wgmma_commit();
+}
+
+// The trial "preset" form of kernel_hs64 (BwdKernel::kWgmmaPreset): Sᵀ's accumulator starts at
+// -lse/scale and dPᵀ's at -delta for each query column, so the products give S - lse/scale and
+// dP - delta, and the softmax and dS read no shared memory (their lse/delta loads waited on the
+// short scoreboard). Lt/Et hold those start values (store_row<true>); rows that saw nothing, or
+// lie past the end, start at -inf, so P = 0. Not measured yet. ptxas injects a warpgroup wait
+// before the preset (C7517, in the -Xptxas -v log), so the previous step's dV and dK no longer
+// run under the next step's start: a benchmark decides whether this form is kept.
+__device__ __forceinline__ void preset_tile(float (&st)[32], float (&dpt)[32], const float* Lt, const float* Et,
+                                            int c) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    const float2 L = reinterpret_cast<const float2*>(Lt)[nt * 4 + c];  // columns 8nt + 2c, +1
+    const float2 E = reinterpret_cast<const float2*>(Et)[nt * 4 + c];
+    st[4 * nt] = st[4 * nt + 2] = L.x, st[4 * nt + 1] = st[4 * nt + 3] = L.y;
+    dpt[4 * nt] = dpt[4 * nt + 2] = E.x, dpt[4 * nt + 1] = dpt[4 * nt + 3] = E.y;
+  }
 }
 
 // Pᵀ in place of Sᵀ, and as A fragments (16 queries per k-step). st[4·nt + e] is (key
 // key0 + 8·(e/2), query q0 + 8·nt + 2c + e%2), as mma.sync's C. kEdge: the block crosses the end
 // of the keys or the diagonal (at_edge), so scores are masked; the caller branches once per tile
 // (a test per element made ptxas branch 32 times per tile).
-template <bool kEdge>
+template <bool kEdge, bool kPreset = false>
 __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
                                              const float* Lt, int64_t key0, int64_t q0, int c) {
   const FlashShape& s = a.s;
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
-    const float2 L = reinterpret_cast<const float2*>(Lt)[nt * 4 + c];  // columns 8nt + 2c, +1
+    float2 L = make_float2(0.f, 0.f);  // columns 8nt + 2c, +1 (kPreset: in st already)
+    if constexpr (!kPreset) L = reinterpret_cast<const float2*>(Lt)[nt * 4 + c];
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float p = exp2f(fmaf(st[4 * nt + e], a.scale_log2, -((e & 1) ? L.y : L.x)));
+      float p = kPreset ? exp2f(st[4 * nt + e] * a.scale_log2)
+                        : exp2f(fmaf(st[4 * nt + e], a.scale_log2, -((e & 1) ? L.y : L.x)));
       if constexpr (kEdge) {
         const int col = nt * 8 + 2 * c + (e & 1);
         const int64_t j = key0 + 8 * (e >> 1);
@@ -154,19 +182,22 @@ __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][
 __device__ __forceinline__ bool at_edge(const FlashShape& s, int64_t k0, int64_t q0) {
   return k0 + BN > s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + k0 + BN - 1 > s.q_pos0 + q0);
 }
+template <bool kPreset = false>
 __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
                                              const float* Lt, int64_t k0, int64_t key0, int64_t q0, int c) {
-  if (at_edge(a.s, k0, q0)) softmax_tile<true>(st, pa, a, Lt, key0, q0, c);
-  else softmax_tile<false>(st, pa, a, Lt, key0, q0, c);
+  if (at_edge(a.s, k0, q0)) softmax_tile<true, kPreset>(st, pa, a, Lt, key0, q0, c);
+  else softmax_tile<false, kPreset>(st, pa, a, Lt, key0, q0, c);
 }
 
 // dSᵀ = Pᵀ∘(dPᵀ - delta): to A fragments for dK and to the swizzled dSᵀ tile (BN keys x BM
 // queries) for dQ; Sw is row g of this warp's 16 keys in it.
+template <bool kPreset = false>
 __device__ __forceinline__ void ds_tile(const float (&pt)[32], const float (&dpt)[32], uint32_t (&sa)[4][4],
                                         const float* Et, __nv_bfloat16* Sw, int warp, int g, int c) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
-    const float2 E = reinterpret_cast<const float2*>(Et)[nt * 4 + c];  // columns 8nt + 2c, +1
+    float2 E = make_float2(0.f, 0.f);  // columns 8nt + 2c, +1 (kPreset: subtracted in dpt already)
+    if constexpr (!kPreset) E = reinterpret_cast<const float2*>(Et)[nt * 4 + c];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const uint32_t x = pack_bf16(pt[4 * nt + 2 * hr] * (dpt[4 * nt + 2 * hr] - E.x),
@@ -324,6 +355,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
 
 constexpr int NBUF = 4;  // Q/dO/lse/delta buffers of the pipelined HS=64 kernel
 
+template <bool kPreset>
 __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   constexpr int HS = 64;
   extern __shared__ unsigned char smem_raw[];
@@ -359,7 +391,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     if (i < steps) {
       float row = 0.f;
       load_step(i, row);
-      store_row(row, Ls + i * BM, Es + i * BM);
+      store_row<kPreset>(row, Ls + i * BM, Es + i * BM, a.scale);
     }
     cp_async_commit();
   }
@@ -391,18 +423,19 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     const int64_t q0 = Ts[buf].y;
 
     float st[32], dpt[32];
-    issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // groups: Sᵀ_i, dPᵀ_i
+    if constexpr (kPreset) preset_tile(st, dpt, Ls + buf * BM, Es + buf * BM, c);
+    issue_s_dp<HS, kPreset>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // Sᵀ_i, dPᵀ_i
     // dQ_{i-1}, this warpgroup's 32 columns over the block's 128 keys. At i = 0 it multiplies an
     // unwritten buffer and is dropped: issuing it unconditionally keeps ptxas from serializing the
     // wgmmas (C7520).
     issue_dq32(dq, desc_add(dSmn, ((i - 1) & 1) * BN * BM * 2), dKmn, wg);
     wgmma_wait<2>();      // Sᵀ_i (dPᵀ_i, dQ_{i-1} may run)
     uint32_t pa[4][4];
-    softmax_tile(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
+    softmax_tile<kPreset>(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
     wgmma_rs_k64<HS>(dv, pa, desc_add(dOmn, slot));  // dV += Pᵀ·dO
     wgmma_wait<2>();                                  // dPᵀ_i (dQ_{i-1}, dV may run)
     uint32_t sa[4][4];
-    ds_tile(st, dpt, sa, Es + buf * BM, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
+    ds_tile<kPreset>(st, dpt, sa, Es + buf * BM, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
     wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
     wgmma_wait<2>();                                  // dQ_{i-1} (dV, dK may run)
     cp_async_wait<1>();  // tile i+1 has landed (tile i+2 may still be in flight)
@@ -411,7 +444,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
       const int2 t = Ts[(i - 1) % NBUF];
       add_dq<HS, 32>(dq, a, w.b, t.x, t.y, 32 * wg, warp, g, c);
     }
-    if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM);
+    if (i + 2 < steps) store_row<kPreset>(next_row, Ls + nbuf * BM, Es + nbuf * BM, a.scale);
   }
   __syncthreads();  // the last tile's dSᵀ from both warpgroups
   if (steps > 0) {
@@ -426,8 +459,9 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   store_dkv<HS>(dk, dv, a, w, wg, warp, g, c);
 }
 
-template <int HS, typename Kernel>
-void launch(Kernel kernel, size_t smem, const BwdArgs& a, cudaStream_t st) {
+// One `configured` per kernel (a template argument, so each kernel gets its own static).
+template <auto kernel>
+void launch(size_t smem, const BwdArgs& a, cudaStream_t st) {
   static bool configured = false;
   if (!configured) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -441,15 +475,17 @@ void launch(Kernel kernel, size_t smem, const BwdArgs& a, cudaStream_t st) {
 }  // namespace
 
 // Called by flash_bwd on sm_90 devices (see flash_bwd.cu).
-void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream) {
+void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream, bool preset) {
   if (a.s.HS == 128) {
     constexpr int HS = 128;
-    launch<HS>(kernel_hs128, size_t(2 * BN + 4 * BM) * HS * 2 + size_t(BN * BM) * 2 + 4 * BM * sizeof(float) + 1024,
+    launch<kernel_hs128>(size_t(2 * BN + 4 * BM) * HS * 2 + size_t(BN * BM) * 2 + 4 * BM * sizeof(float) + 1024,
                a, stream);
   } else {
     constexpr int HS = 64;
-    launch<HS>(kernel_hs64, size_t(2 * BN + 2 * NBUF * BM) * HS * 2 + size_t(2 * BN * BM) * 2 +
-               2 * NBUF * BM * sizeof(float) + NBUF * sizeof(int2) + 1024, a, stream);
+    const size_t smem = size_t(2 * BN + 2 * NBUF * BM) * HS * 2 + size_t(2 * BN * BM) * 2 +
+                        2 * NBUF * BM * sizeof(float) + NBUF * sizeof(int2) + 1024;
+    if (preset) launch<kernel_hs64<true>>(smem, a, stream);
+    else launch<kernel_hs64<false>>(smem, a, stream);
   }
 }
 

@@ -158,14 +158,15 @@ TEST_CASE("GPU ring-step partials over 2, 4 and 8 key blocks merge to full atten
 TEST_CASE("GPU flash backward equals the fp64 gradients, whole and in ring steps", "[gpu]") {
   REQUIRE(gpu::gpu_available());  // main.cpp does not run [gpu] tests without one
   std::vector<gpu::BwdKernel> kernels = {gpu::BwdKernel::kMmaSync};
-  if (gpu::wgmma_available()) kernels.push_back(gpu::BwdKernel::kWgmma);
+  if (gpu::wgmma_available()) kernels.insert(kernels.end(), {gpu::BwdKernel::kWgmma, gpu::BwdKernel::kWgmmaPreset});
+  const char* const names[] = {"auto", "mma.sync", "wgmma", "wgmma-preset"};
   for (gpu::BwdKernel kernel : kernels)
   for (Case c : {Case{1, 77, 4, 4, 64, true}, Case{2, 130, 8, 2, 128, true}, Case{1, 200, 8, 1, 128, false},
                  Case{1, 64, 2, 2, 64, false}, Case{1, 300, 4, 1, 64, true}, Case{1, 520, 8, 2, 128, true},
                  // hd 64 over several key blocks without the mask and with B = 2, and a long walk
                  // (32 steps per block: every Q/dO slot and both dSᵀ buffers reused many times)
                  Case{2, 333, 6, 3, 64, false}, Case{1, 1000, 2, 1, 64, true}}) {
-    INFO("kernel " << (kernel == gpu::BwdKernel::kWgmma ? "wgmma" : "mma.sync") << " B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
+    INFO("kernel " << names[int(kernel)] << " B=" << c.B << " T=" << c.T << " NH=" << c.NH << " NKV=" << c.NKV << " HS=" << c.HS << " causal=" << c.causal);
     const size_t nq = c.B * c.T * c.NH * c.HS, nk = c.B * c.T * c.NKV * c.HS;
     Bf16Tensor q(nq), k(nk), v(nk), dout(nq);
     const gpu::Mask mask = c.causal ? gpu::Mask::kCausal : gpu::Mask::kFull;

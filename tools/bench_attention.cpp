@@ -2,7 +2,7 @@
 // format of shared/bench/torch_reference.py so the two print side by side (run both in one call:
 // tools/gpu_check.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
 //   build/bench_attention [--T 4096,16384,65536] [--hd 128,64] [--heads 16] [--tokens 16384]
-//                         [--noncausal] [--iters 10] [--fwd auto|mma|wgmma] [--bwd auto|mma|wgmma]
+//                         [--noncausal] [--iters 10] [--fwd auto|mma|wgmma] [--bwd auto|mma|wgmma|wgmma-preset]
 // B = max(1, tokens / T). FLOPs: fwd 4·B·H·T²·hd (halved when causal); bwd 2.5 × fwd.
 // Inputs random normal (never zeros); medians of CUDA-event timings after 3 warm-up runs.
 // --fwd / --bwd pick the kernel, passed to each flash_fwd / flash_bwd call (default auto: wgmma
@@ -17,19 +17,24 @@
 
 #include "longctx/common.h"
 #include "bench_args.h"
+#include <type_traits>
+
 #include "longctx/flash.h"
 
 using namespace longctx;
 
 namespace {
 
-// "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel, whose enumerators are in the same order).
+// "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel), and for --bwd "wgmma-preset".
 template <class K>
 K kernel_named(const std::string& name, const char* option) {
   if (name == "auto") return K::kAuto;
   if (name == "mma") return K::kMmaSync;
   if (name == "wgmma") return K::kWgmma;
-  std::fprintf(stderr, "%s '%s': expected auto, mma or wgmma\n", option, name.c_str());
+  if constexpr (std::is_same_v<K, gpu::BwdKernel>)
+    if (name == "wgmma-preset") return K::kWgmmaPreset;
+  std::fprintf(stderr, "%s '%s': expected auto, mma or wgmma%s\n", option, name.c_str(),
+               std::is_same_v<K, gpu::BwdKernel> ? " or wgmma-preset" : "");
   std::exit(2);
 }
 
