@@ -13,12 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "longctx/common.h"
 #include "bench_args.h"
-#include <type_traits>
-
 #include "longctx/flash.h"
 
 using namespace longctx;

@@ -15,6 +15,12 @@ OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
 steps=${*:-build test mpi bench}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+# The PyTorch peer: shared/ beside or above the checkout, else carried in third_party/bench/.
+ref=
+for f in shared/bench/torch_reference.py ../shared/bench/torch_reference.py third_party/bench/torch_reference.py; do
+  [ -f "$f" ] && { ref=$f; break; }
+done
+peer() { if [ -n "$ref" ]; then python3 "$ref" "$@"; else echo "torch_reference.py not found (shared/bench, third_party/bench)"; fi; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 if [[ $steps == *build* ]]; then
   t0=$(date +%s)
@@ -45,36 +51,29 @@ if [[ $steps == *sanitize* ]]; then
   echo "compute-sanitizer memcheck [nccl] rc=$?"; tail -3 "$OUT/sanitize_nccl.log"
 fi
 if [[ " $steps " == *" bench "* ]]; then
-  ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
   {
     build/bench_attention --fwd mma --bwd mma --T 16384 --hd 128,64 | sed 's/^longctx/longctx(mma.sync)/'
     build/bench_attention --T 4096 --tokens 16384 --hd 128,64
     build/bench_attention --T 16384,65536 --tokens 16384 --hd 128,64
     build/bench_attention --T 16384 --hd 128 --noncausal
-    if [ -f "$ref" ]; then
-      python3 $ref --what ceilings
-      python3 $ref --what attention --T 4096 --batch 4 --hd 128,64
-      python3 $ref --what attention --T 16384,65536 --batch 1 --hd 128,64
-      python3 $ref --what attention --T 16384 --batch 1 --hd 128 --noncausal
-    else echo "torch_reference.py not found"; fi
+    peer --what ceilings
+    peer --what attention --T 4096 --batch 4 --hd 128,64
+    peer --what attention --T 16384,65536 --batch 1 --hd 128,64
+    peer --what attention --T 16384 --batch 1 --hd 128 --noncausal
   } 2>&1 | grep -v Warning | tee "$OUT/bench.log"
 fi
 if [[ $steps == *trainbench* ]]; then
-  ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
-  [ -f $ref ] || ref=third_party/bench/torch_reference.py
   {
     tools/bench_train.sh input/gpu_134m.toml 8192
     tools/bench_train.sh input/gpu_134m.toml 65536 1 6
     tools/bench_train.sh input/gpu_1b.toml 8192 0 6
-    python3 $ref --what ceilings,llama --llama 134m:8192,134m:65536:ckpt,1b:8192
+    peer --what ceilings,llama --llama 134m:8192,134m:65536:ckpt,1b:8192
   } 2>&1 | grep -v Warning | tee "$OUT/trainbench.log"
 fi
 if [[ $steps == *longest* ]]; then
-  ref=shared/bench/torch_reference.py; [ -f $ref ] || ref=../shared/bench/torch_reference.py
-  [ -f $ref ] || ref=third_party/bench/torch_reference.py
   {
     tools/bench_train.sh input/gpu_134m.toml 1048576 1 1   # one step (minutes)
-    python3 $ref --what llama_max --llama-max 134m
+    peer --what llama_max --llama-max 134m
   } 2>&1 | grep -v Warning | tee "$OUT/longest.log"
 fi
 if [[ $steps == *ring* ]]; then
