@@ -291,10 +291,9 @@ void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const 
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),
             lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634)};
   auto st = static_cast<cudaStream_t>(stream);
-  const bool wgmma_asked = kernel == BwdKernel::kWgmma || kernel == BwdKernel::kWgmmaPreset;
-  if (wgmma_asked) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
-  if (wgmma_asked || (kernel == BwdKernel::kAuto && wgmma_available())) {
-    flash_bwd_wgmma(a, st, kernel == BwdKernel::kWgmmaPreset);
+  if (kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
+  if (kernel == BwdKernel::kWgmma || (kernel == BwdKernel::kAuto && wgmma_available())) {
+    flash_bwd_wgmma(a, st);
     return;
   }
   if (s.HS == 128) launch_bwd<128, 4>(a, st);

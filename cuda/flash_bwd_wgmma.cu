@@ -24,6 +24,8 @@
 //     branch made ptxas serialize every wgmma, C7520); K and V as register A operands of Sᵀ and
 //     dPᵀ (254 + 32 registers do not fit); dQ staged in shared memory and added by 256-byte bulk
 //     reductions (cp.reduce.async.bulk) in place of red.global: 229 against 247 TFLOP/s.
+//   In both, Sᵀ's and dPᵀ's accumulators start at -lse/scale and -delta (preset_tile), so the
+//   softmax and dS read no lse or delta from shared memory: hd 64 296 -> 357 TFLOP/s.
 //   Both kernels keep the loop lean (docs/PERFORMANCE.md, v12): per-thread tile-load offsets fixed
 //   once (TileLoader), descriptors made once and moved by constants, one edge branch per tile,
 //   shared memory addressed as such (align1024), the proxy fence ahead of the dQ reductions.
@@ -89,54 +91,47 @@ struct Cursor {
 };
 
 // Threads [0, 128): the lse (first 64; -inf for rows past the end) or delta (next 64) of one row
-// of query head h's tile at q0, read through registers (strided in memory). store_row keeps
-// lse·log2(e), with +inf for rows that saw nothing (so P = 0): the scaling waits for the load, so
-// it is done at the store, a step later, not here.
+// of query head h's tile at q0, read through registers (strided in memory). store_row keeps the
+// start values of preset_tile: -lse/scale (-inf for rows that saw nothing, so P = 0) and -delta.
+// The scaling waits for the load, so it is done at the store, a step later, not here.
 __device__ __forceinline__ float load_row(const BwdArgs& a, int64_t b, int64_t h, int64_t q0) {
   const int64_t row = q0 + (threadIdx.x & 63);
   if (row >= a.s.Tq) return threadIdx.x < 64 ? -INFINITY : 0.f;
   const int64_t at = (b * a.s.Tq + row) * a.s.NH + h;
   return threadIdx.x < 64 ? a.lse[at] : a.delta[at];
 }
-// kPreset: -lse/scale (-inf where lse is -inf) and -delta, the start values of preset_tile.
-template <bool kPreset = false>
-__device__ __forceinline__ void store_row(float x, float* Lb, float* Eb, float scale = 1.f) {
-  if constexpr (kPreset) {
-    if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? -INFINITY : -x / scale;
-    else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = -x;
-  } else {
-    if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? INFINITY : x * 1.4426950408889634f;
-    else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = x;
-  }
+__device__ __forceinline__ void store_row(float x, float* Lb, float* Eb, float scale) {
+  if (threadIdx.x < 64) Lb[threadIdx.x] = x == -INFINITY ? -INFINITY : -x / scale;
+  else if (threadIdx.x < 128) Eb[threadIdx.x - 64] = -x;
 }
 
 // Sᵀ and dPᵀ (64 keys x 64 queries of this warpgroup): two commit groups. Descriptors K-major
 // (smem_desc(tile, 16, 1024)): K-step kk is 32 bytes into panel kk/4 of Kw/Vw (BN rows per
 // panel) and of Qt/Ot (BM rows per panel).
-// kPreset: st and dpt hold their start values (preset_tile), which the products add to.
-template <int HS, bool kPreset = false>
+// st and dpt hold their start values (preset_tile), which the products add to.
+template <int HS>
 __device__ __forceinline__ void issue_s_dp(float (&st)[32], float (&dpt)[32], uint64_t dKw, uint64_t dVw,
                                            uint64_t dQt, uint64_t dOt) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
     wgmma_ss_n64(st, desc_add(dKw, (kk / 4) * BN * 128 + (kk % 4) * 32),
-                 desc_add(dQt, (kk / 4) * BM * 128 + (kk % 4) * 32), kPreset || kk > 0);
+                 desc_add(dQt, (kk / 4) * BM * 128 + (kk % 4) * 32), true);
   wgmma_commit();
 #pragma unroll
   for (int kk = 0; kk < HS / 16; ++kk)
     wgmma_ss_n64(dpt, desc_add(dVw, (kk / 4) * BN * 128 + (kk % 4) * 32),
-                 desc_add(dOt, (kk / 4) * BM * 128 + (kk % 4) * 32), kPreset || kk > 0);
+                 desc_add(dOt, (kk / 4) * BM * 128 + (kk % 4) * 32), true);
   wgmma_commit();
 }
 
-// The trial "preset" form of kernel_hs64 (BwdKernel::kWgmmaPreset): Sᵀ's accumulator starts at
-// -lse/scale and dPᵀ's at -delta for each query column, so the products give S - lse/scale and
-// dP - delta, and the softmax and dS read no shared memory (their lse/delta loads waited on the
-// short scoreboard). Lt/Et hold those start values (store_row<true>); rows that saw nothing, or
-// lie past the end, start at -inf, so P = 0. Not measured yet. ptxas injects a warpgroup wait
-// before the preset (C7517, in the -Xptxas -v log), so the previous step's dV and dK no longer
-// run under the next step's start: a benchmark decides whether this form is kept.
+// The accumulators' start values: Sᵀ's starts at -lse/scale and dPᵀ's at -delta for each query
+// column, so the products give S - lse/scale and dP - delta, and the softmax and dS read no shared
+// memory (their lse/delta loads had waited on the short scoreboard): hd-64 backward 297 -> 357
+// TFLOP/s. Lt/Et hold those start values (store_row); rows that saw nothing, or lie past the end,
+// start at -inf, so P = 0. In kernel_hs64 ptxas injects a warpgroup wait before the preset
+// (C7517, in the -Xptxas -v log): the previous step's dV and dK no longer run under the next
+// step's start, and the form is faster all the same.
 __device__ __forceinline__ void preset_tile(float (&st)[32], float (&dpt)[32], const float* Lt, const float* Et,
                                             int c) {
 #pragma unroll
@@ -152,18 +147,15 @@ __device__ __forceinline__ void preset_tile(float (&st)[32], float (&dpt)[32], c
 // key0 + 8·(e/2), query q0 + 8·nt + 2c + e%2), as mma.sync's C. kEdge: the block crosses the end
 // of the keys or the diagonal (at_edge), so scores are masked; the caller branches once per tile
 // (a test per element made ptxas branch 32 times per tile).
-template <bool kEdge, bool kPreset = false>
+template <bool kEdge>
 __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
-                                             const float* Lt, int64_t key0, int64_t q0, int c) {
+                                             int64_t key0, int64_t q0, int c) {
   const FlashShape& s = a.s;
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
-    float2 L = make_float2(0.f, 0.f);  // columns 8nt + 2c, +1 (kPreset: in st already)
-    if constexpr (!kPreset) L = reinterpret_cast<const float2*>(Lt)[nt * 4 + c];
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float p = kPreset ? exp2f(st[4 * nt + e] * a.scale_log2)
-                        : exp2f(fmaf(st[4 * nt + e], a.scale_log2, -((e & 1) ? L.y : L.x)));
+      float p = exp2f(st[4 * nt + e] * a.scale_log2);  // st holds S - lse/scale (preset_tile)
       if constexpr (kEdge) {
         const int col = nt * 8 + 2 * c + (e & 1);
         const int64_t j = key0 + 8 * (e >> 1);
@@ -182,26 +174,22 @@ __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][
 __device__ __forceinline__ bool at_edge(const FlashShape& s, int64_t k0, int64_t q0) {
   return k0 + BN > s.Tk || (s.mask == Mask::kCausal && s.k_pos0 + k0 + BN - 1 > s.q_pos0 + q0);
 }
-template <bool kPreset = false>
 __device__ __forceinline__ void softmax_tile(float (&st)[32], uint32_t (&pa)[4][4], const BwdArgs& a,
-                                             const float* Lt, int64_t k0, int64_t key0, int64_t q0, int c) {
-  if (at_edge(a.s, k0, q0)) softmax_tile<true, kPreset>(st, pa, a, Lt, key0, q0, c);
-  else softmax_tile<false, kPreset>(st, pa, a, Lt, key0, q0, c);
+                                             int64_t k0, int64_t key0, int64_t q0, int c) {
+  if (at_edge(a.s, k0, q0)) softmax_tile<true>(st, pa, a, key0, q0, c);
+  else softmax_tile<false>(st, pa, a, key0, q0, c);
 }
 
-// dSᵀ = Pᵀ∘(dPᵀ - delta): to A fragments for dK and to the swizzled dSᵀ tile (BN keys x BM
-// queries) for dQ; Sw is row g of this warp's 16 keys in it.
-template <bool kPreset = false>
+// dSᵀ = Pᵀ∘(dPᵀ - delta), dpt holding dPᵀ - delta (preset_tile): to A fragments for dK and to
+// the swizzled dSᵀ tile (BN keys x BM queries) for dQ; Sw is row g of this warp's 16 keys in it.
 __device__ __forceinline__ void ds_tile(const float (&pt)[32], const float (&dpt)[32], uint32_t (&sa)[4][4],
-                                        const float* Et, __nv_bfloat16* Sw, int warp, int g, int c) {
+                                        __nv_bfloat16* Sw, int warp, int g, int c) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
-    float2 E = make_float2(0.f, 0.f);  // columns 8nt + 2c, +1 (kPreset: subtracted in dpt already)
-    if constexpr (!kPreset) E = reinterpret_cast<const float2*>(Et)[nt * 4 + c];
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
-      const uint32_t x = pack_bf16(pt[4 * nt + 2 * hr] * (dpt[4 * nt + 2 * hr] - E.x),
-                                   pt[4 * nt + 2 * hr + 1] * (dpt[4 * nt + 2 * hr + 1] - E.y));
+      const uint32_t x = pack_bf16(pt[4 * nt + 2 * hr] * dpt[4 * nt + 2 * hr],
+                                   pt[4 * nt + 2 * hr + 1] * dpt[4 * nt + 2 * hr + 1]);
       sa[nt / 2][(nt % 2) * 2 + hr] = x;
       const int r = warp * 16 + g + 8 * hr;  // swizzle by the row within its 8-row group
       *reinterpret_cast<uint32_t*>(Sw + hr * 8 * 64 + (((nt ^ (r & 7))) << 3) + 2 * c) = x;
@@ -286,8 +274,8 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
   __nv_bfloat16* Qs = Vs + BN * HS;      // [2][BM x HS]
   __nv_bfloat16* Os = Qs + 2 * BM * HS;  // [2][BM x HS] (dO)
   __nv_bfloat16* Ss = Os + 2 * BM * HS;  // dSᵀ: BN keys x BM queries, one 64-column panel
-  float* Ls = reinterpret_cast<float*>(Ss + BN * BM);  // [2][BM] lse·log2(e)
-  float* Es = Ls + 2 * BM;                             // [2][BM] delta
+  float* Ls = reinterpret_cast<float*>(Ss + BN * BM);  // [2][BM] -lse/scale (store_row)
+  float* Es = Ls + 2 * BM;                             // [2][BM] -delta
 
   const FlashShape& s = a.s;
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x & 31;
@@ -300,7 +288,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     const int64_t off = w.b * s.q_sb + w.head(0) * s.q_sh;
     load_q(Qs, a.q + off, w.q0(0), s.Tq);
     load_q(Os, a.dout + off, w.q0(0), s.Tq);
-    if (threadIdx.x < 128) store_row(load_row(a, w.b, w.head(0), w.q0(0)), Ls, Es);
+    if (threadIdx.x < 128) store_row(load_row(a, w.b, w.head(0), w.q0(0)), Ls, Es, a.scale);
   }
   cp_async_commit();
 
@@ -329,14 +317,15 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     const int64_t q0 = w.q0(i);
 
     float st[32], dpt[32];
+    preset_tile(st, dpt, Ls + buf * BM, Es + buf * BM, c);
     issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));
     wgmma_wait<1>();
     uint32_t pa[4][4];
-    softmax_tile(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
+    softmax_tile(st, pa, a, w.k0, key0, q0, c);
     wgmma_rs_k64<HS>(dv, pa, desc_add(dOmn, slot));  // dV += Pᵀ·dO
     wgmma_wait<1>();                                  // dPᵀ done (dV may still run)
     uint32_t sa[4][4];
-    ds_tile(st, dpt, sa, Es + buf * BM, Sw, warp, g, c);
+    ds_tile(st, dpt, sa, Sw, warp, g, c);
     wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
     fence_proxy_async();
     __syncthreads();  // all of dSᵀ is in shared memory
@@ -347,7 +336,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
     cp_async_wait<0>();  // tile i+1
     fence_proxy_async();
     add_dq<HS, 64>(dq, a, w.b, w.head(i), q0, 64 * wg, warp, g, c);
-    if (i + 1 < w.steps) store_row(next_row, Ls + (buf ^ 1) * BM, Es + (buf ^ 1) * BM);
+    if (i + 1 < w.steps) store_row(next_row, Ls + (buf ^ 1) * BM, Es + (buf ^ 1) * BM, a.scale);
   }
   cp_async_wait<0>();
   store_dkv<HS>(dk, dv, a, w, wg, warp, g, c);
@@ -355,7 +344,6 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs128(const BwdArgs a) {
 
 constexpr int NBUF = 4;  // Q/dO/lse/delta buffers of the pipelined HS=64 kernel
 
-template <bool kPreset>
 __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   constexpr int HS = 64;
   extern __shared__ unsigned char smem_raw[];
@@ -364,8 +352,8 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
   __nv_bfloat16* Qs = Vs + BN * HS;         // [NBUF][BM x HS]
   __nv_bfloat16* Os = Qs + NBUF * BM * HS;  // [NBUF][BM x HS] (dO)
   __nv_bfloat16* Ss = Os + NBUF * BM * HS;  // [2][BN keys x BM queries] dSᵀ
-  float* Ls = reinterpret_cast<float*>(Ss + 2 * BN * BM);  // [NBUF][BM] lse·log2(e)
-  float* Es = Ls + NBUF * BM;                              // [NBUF][BM] delta
+  float* Ls = reinterpret_cast<float*>(Ss + 2 * BN * BM);  // [NBUF][BM] -lse/scale (store_row)
+  float* Es = Ls + NBUF * BM;                              // [NBUF][BM] -delta
   int2* Ts = reinterpret_cast<int2*>(Es + NBUF * BM);      // [NBUF] each slot's (query head, q0)
 
   const FlashShape& s = a.s;
@@ -391,7 +379,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     if (i < steps) {
       float row = 0.f;
       load_step(i, row);
-      store_row<kPreset>(row, Ls + i * BM, Es + i * BM, a.scale);
+      store_row(row, Ls + i * BM, Es + i * BM, a.scale);
     }
     cp_async_commit();
   }
@@ -423,19 +411,19 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
     const int64_t q0 = Ts[buf].y;
 
     float st[32], dpt[32];
-    if constexpr (kPreset) preset_tile(st, dpt, Ls + buf * BM, Es + buf * BM, c);
-    issue_s_dp<HS, kPreset>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // Sᵀ_i, dPᵀ_i
+    preset_tile(st, dpt, Ls + buf * BM, Es + buf * BM, c);
+    issue_s_dp<HS>(st, dpt, dKw, dVw, desc_add(dQk, slot), desc_add(dOk, slot));  // Sᵀ_i, dPᵀ_i
     // dQ_{i-1}, this warpgroup's 32 columns over the block's 128 keys. At i = 0 it multiplies an
     // unwritten buffer and is dropped: issuing it unconditionally keeps ptxas from serializing the
     // wgmmas (C7520).
     issue_dq32(dq, desc_add(dSmn, ((i - 1) & 1) * BN * BM * 2), dKmn, wg);
     wgmma_wait<2>();      // Sᵀ_i (dPᵀ_i, dQ_{i-1} may run)
     uint32_t pa[4][4];
-    softmax_tile<kPreset>(st, pa, a, Ls + buf * BM, w.k0, key0, q0, c);
+    softmax_tile(st, pa, a, w.k0, key0, q0, c);
     wgmma_rs_k64<HS>(dv, pa, desc_add(dOmn, slot));  // dV += Pᵀ·dO
     wgmma_wait<2>();                                  // dPᵀ_i (dQ_{i-1}, dV may run)
     uint32_t sa[4][4];
-    ds_tile<kPreset>(st, dpt, sa, Es + buf * BM, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
+    ds_tile(st, dpt, sa, Ss + (i & 1) * BN * BM + sw_row, warp, g, c);
     wgmma_rs_k64<HS>(dk, sa, desc_add(dQmn, slot));  // dK += dSᵀ·Q
     wgmma_wait<2>();                                  // dQ_{i-1} (dV, dK may run)
     cp_async_wait<1>();  // tile i+1 has landed (tile i+2 may still be in flight)
@@ -444,7 +432,7 @@ __global__ void __launch_bounds__(THREADS, 1) kernel_hs64(const BwdArgs a) {
       const int2 t = Ts[(i - 1) % NBUF];
       add_dq<HS, 32>(dq, a, w.b, t.x, t.y, 32 * wg, warp, g, c);
     }
-    if (i + 2 < steps) store_row<kPreset>(next_row, Ls + nbuf * BM, Es + nbuf * BM, a.scale);
+    if (i + 2 < steps) store_row(next_row, Ls + nbuf * BM, Es + nbuf * BM, a.scale);
   }
   __syncthreads();  // the last tile's dSᵀ from both warpgroups
   if (steps > 0) {
@@ -475,7 +463,7 @@ void launch(size_t smem, const BwdArgs& a, cudaStream_t st) {
 }  // namespace
 
 // Called by flash_bwd on sm_90 devices (see flash_bwd.cu).
-void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream, bool preset) {
+void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream) {
   if (a.s.HS == 128) {
     constexpr int HS = 128;
     launch<kernel_hs128>(size_t(2 * BN + 4 * BM) * HS * 2 + size_t(BN * BM) * 2 + 4 * BM * sizeof(float) + 1024,
@@ -484,8 +472,7 @@ void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream, bool preset) {
     constexpr int HS = 64;
     const size_t smem = size_t(2 * BN + 2 * NBUF * BM) * HS * 2 + size_t(2 * BN * BM) * 2 +
                         2 * NBUF * BM * sizeof(float) + NBUF * sizeof(int2) + 1024;
-    if (preset) launch<kernel_hs64<true>>(smem, a, stream);
-    else launch<kernel_hs64<false>>(smem, a, stream);
+    launch<kernel_hs64>(smem, a, stream);
   }
 }
 

@@ -24,8 +24,7 @@ struct BwdArgs {
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                      uint16_t* o, float* o32, float* lse, void* stream);
 // The sm_90a backward (cuda/flash_bwd_wgmma.cu); same contract as flash_bwd, dQ by atomics.
-// preset: the trial form of its hd-64 kernel (BwdKernel::kWgmmaPreset; hd 128 has one form).
-void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream, bool preset = false);
+void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream);
 }  // namespace longctx::gpu
 
 namespace longctx::gpu {

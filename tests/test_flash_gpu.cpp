@@ -158,8 +158,8 @@ TEST_CASE("GPU ring-step partials over 2, 4 and 8 key blocks merge to full atten
 TEST_CASE("GPU flash backward equals the fp64 gradients, whole and in ring steps", "[gpu]") {
   REQUIRE(gpu::gpu_available());  // main.cpp does not run [gpu] tests without one
   std::vector<gpu::BwdKernel> kernels = {gpu::BwdKernel::kMmaSync};
-  if (gpu::wgmma_available()) kernels.insert(kernels.end(), {gpu::BwdKernel::kWgmma, gpu::BwdKernel::kWgmmaPreset});
-  const char* const names[] = {"auto", "mma.sync", "wgmma", "wgmma-preset"};
+  if (gpu::wgmma_available()) kernels.push_back(gpu::BwdKernel::kWgmma);
+  const char* const names[] = {"auto", "mma.sync", "wgmma"};
   for (gpu::BwdKernel kernel : kernels)
   for (Case c : {Case{1, 77, 4, 4, 64, true}, Case{2, 130, 8, 2, 128, true}, Case{1, 200, 8, 1, 128, false},
                  Case{1, 64, 2, 2, 64, false}, Case{1, 300, 4, 1, 64, true}, Case{1, 520, 8, 2, 128, true},

@@ -2,7 +2,7 @@
 // format of shared/bench/torch_reference.py so the two print side by side (run both in one call:
 // tools/gpu_check.sh). Not a test: numbers go to docs/PERFORMANCE.md with date, GPU and peer.
 //   build/bench_attention [--T 4096,16384,65536] [--hd 128,64] [--heads 16] [--tokens 16384]
-//                         [--noncausal] [--iters 10] [--fwd auto|mma|wgmma] [--bwd auto|mma|wgmma|wgmma-preset]
+//                         [--noncausal] [--iters 10] [--fwd auto|mma|wgmma] [--bwd auto|mma|wgmma]
 // B = max(1, tokens / T). FLOPs: fwd 4·B·H·T²·hd (halved when causal); bwd 2.5 × fwd.
 // Inputs random normal (never zeros); medians of CUDA-event timings after 3 warm-up runs.
 // --fwd / --bwd pick the kernel, passed to each flash_fwd / flash_bwd call (default auto: wgmma
@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "longctx/common.h"
@@ -24,16 +23,13 @@ using namespace longctx;
 
 namespace {
 
-// "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel), and for --bwd "wgmma-preset".
+// "auto", "mma" or "wgmma" (as FwdKernel or BwdKernel).
 template <class K>
 K kernel_named(const std::string& name, const char* option) {
   if (name == "auto") return K::kAuto;
   if (name == "mma") return K::kMmaSync;
   if (name == "wgmma") return K::kWgmma;
-  if constexpr (std::is_same_v<K, gpu::BwdKernel>)
-    if (name == "wgmma-preset") return K::kWgmmaPreset;
-  std::fprintf(stderr, "%s '%s': expected auto, mma or wgmma%s\n", option, name.c_str(),
-               std::is_same_v<K, gpu::BwdKernel> ? " or wgmma-preset" : "");
+  std::fprintf(stderr, "%s '%s': expected auto, mma or wgmma\n", option, name.c_str());
   std::exit(2);
 }
 

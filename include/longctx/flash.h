@@ -58,10 +58,8 @@ void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream = nullptr);
 // run to run; kMmaSync is deterministic (no atomics: dK/dV and dQ come from two kernels that each
 // own their outputs, at the price of computing S and dP twice). kAuto = kWgmma on Hopper; choose
 // kMmaSync where runs must be bit-reproducible (pass it as flash_bwd's `kernel`; kWgmma throws
-// Error off Hopper). kWgmmaPreset: a trial form of kWgmma at hd 64 (S and dP accumulators started
-// at -lse/scale and -delta; see cuda/flash_bwd_wgmma.cu), kept beside it until a benchmark
-// decides between them; at hd 128 it is kWgmma.
-enum class BwdKernel { kAuto, kMmaSync, kWgmma, kWgmmaPreset };
+// Error off Hopper).
+enum class BwdKernel { kAuto, kMmaSync, kWgmma };
 void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, float* delta,
                  void* stream = nullptr);
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
