@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <mpi.h>
 
@@ -36,7 +37,13 @@ struct DeviceChoice {
   int gpu = -1;                         // this rank's CUDA device: node-local rank mod the node's GPUs
   int ranks_per_gpu = 1;                // the most ranks sharing one GPU on any node
   std::string why;                      // how it was chosen, for the log ("run.device = \"auto\": ...")
+  std::string gpu_map;                  // rank 0 (cuda): which rank runs on which node's GPU, for the log
 };
+
+// "GPUs: n01 GPU 0 ← ranks 0-1, GPU 1 ← rank 2 | n02 GPU 0 ← rank 3": each node (in the order of
+// its first rank) with its GPUs and the world ranks on each, from every rank's host name and GPU.
+// After max_nodes nodes the rest are counted ("| … 6 more nodes").
+std::string describe_gpu_map(const std::vector<std::string>& host, const std::vector<int>& gpu, int max_nodes = 8);
 
 class ProcessGroups {
  public:

@@ -1,7 +1,9 @@
 // groups.cpp — the Cartesian process grid {dp, sp, tp} and every process group (groups.h).
 #include "longctx/groups.h"
 
+#include <algorithm>
 #include <exception>
+#include <map>
 
 #include "longctx/backend/cuda.h"
 #include "longctx/comm_mpi.h"
@@ -19,6 +21,44 @@ namespace longctx {
 std::string Grid::describe() const {
   return fmt::format("process grid dp×sp×tp = {}×{}×{} ({} rank{})", dp, sp, tp, world_size,
                      world_size == 1 ? "" : "s");
+}
+
+namespace {
+
+// "0-3, 5, 7-8" from ascending ranks.
+std::string rank_ranges(const std::vector<int>& r) {
+  std::string out;
+  for (size_t i = 0; i < r.size();) {
+    size_t j = i;
+    while (j + 1 < r.size() && r[j + 1] == r[j] + 1) ++j;
+    out += fmt::format("{}{}", out.empty() ? "" : ", ", i == j ? fmt::format("{}", r[i]) : fmt::format("{}-{}", r[i], r[j]));
+    i = j + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string describe_gpu_map(const std::vector<std::string>& host, const std::vector<int>& gpu, int max_nodes) {
+  CHECK(host.size() == gpu.size(), "describe_gpu_map: {} host names for {} ranks", host.size(), gpu.size());
+  std::vector<std::string> nodes;  // in the order of their first rank
+  std::map<std::string, std::map<int, std::vector<int>>> ranks;  // node -> GPU -> world ranks
+  for (size_t r = 0; r < host.size(); ++r) {
+    if (!ranks.count(host[r])) nodes.push_back(host[r]);
+    ranks[host[r]][gpu[r]].push_back(int(r));
+  }
+  std::string out = "GPUs:";
+  for (size_t n = 0; n < nodes.size() && n < size_t(std::max(max_nodes, 1)); ++n) {
+    out += fmt::format("{} {}", n ? " |" : "", nodes[n]);
+    bool first = true;
+    for (const auto& [g, rs] : ranks[nodes[n]]) {
+      out += fmt::format("{} GPU {} ← rank{} {}", first ? "" : ",", g, rs.size() > 1 ? "s" : "", rank_ranges(rs));
+      first = false;
+    }
+  }
+  if (nodes.size() > size_t(std::max(max_nodes, 1)))
+    out += fmt::format(" | … {} more nodes", nodes.size() - size_t(std::max(max_nodes, 1)));
+  return out;
 }
 
 ProcessGroups::ProcessGroups(const Config& cfg, MPI_Comm world) {
@@ -89,6 +129,21 @@ void ProcessGroups::choose_device(const Config& cfg) {
   }
   d.gpu = d.device == Device::cuda ? node_->rank() % ngpu : -1;
   d.ranks_per_gpu = d.device == Device::cuda ? flags[1] : 1;
+  if (d.device == Device::cuda) {  // the log's map of ranks to GPUs, at rank 0 (a collective)
+    char name[MPI_MAX_PROCESSOR_NAME] = {};
+    int len = 0;
+    MPI_Get_processor_name(name, &len);
+    const bool root = grid_.world_rank == 0;
+    std::vector<char> names(root ? size_t(grid_.world_size) * MPI_MAX_PROCESSOR_NAME : 0);
+    std::vector<int> gpus(root ? size_t(grid_.world_size) : 0);
+    MPI_Gather(name, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR, 0, cart_);
+    MPI_Gather(&d.gpu, 1, MPI_INT, gpus.data(), 1, MPI_INT, 0, cart_);
+    if (root) {
+      std::vector<std::string> hosts;
+      for (int r = 0; r < grid_.world_size; ++r) hosts.emplace_back(names.data() + size_t(r) * MPI_MAX_PROCESSOR_NAME);
+      d.gpu_map = describe_gpu_map(hosts, gpus);
+    }
+  }
   // The ranks of this node on the same GPU share its memory (the memory plan sums them).
   MPI_Comm_split(node_mpi_, d.gpu < 0 ? 0 : d.gpu, node_->rank(), &gpu_mpi_);
   gpu_peers_ = std::make_unique<MpiComm>(gpu_mpi_);

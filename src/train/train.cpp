@@ -91,6 +91,7 @@ Trainer::Trainer(const Config& cfg, MPI_Comm world, const TrainOptions& opt)
                kVersion, grid.describe(), make_param_layout(cfg_.model).total, engine_->layout().total,
                engine_->shard_size(), data_->describe());
       log_info("device: {} ({}) | {}", engine_->describe_device(), groups_->device().why, threads);
+      if (!groups_->device().gpu_map.empty()) log_info("{}", groups_->device().gpu_map);
       if (from.empty()) log_info("starting a new run in {}", cfg_.run.out_dir);
       else log_info("resuming {} from {}", cfg_.run.out_dir, from);
     }
