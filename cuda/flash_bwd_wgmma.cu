@@ -25,7 +25,7 @@
 //     dPᵀ (254 + 32 registers do not fit); dQ staged in shared memory and added by 256-byte bulk
 //     reductions (cp.reduce.async.bulk) in place of red.global: 229 against 247 TFLOP/s.
 //   In both, Sᵀ's and dPᵀ's accumulators start at -lse/scale and -delta (preset_tile), so the
-//   softmax and dS read no lse or delta from shared memory: hd 64 296 -> 357 TFLOP/s.
+//   softmax and dS read no lse or delta from shared memory: hd 64 297 -> 357 TFLOP/s (one call).
 //   Both kernels keep the loop lean (docs/PERFORMANCE.md, v12): per-thread tile-load offsets fixed
 //   once (TileLoader), descriptors made once and moved by constants, one edge branch per tile,
 //   shared memory addressed as such (align1024), the proxy fence ahead of the dQ reductions.

@@ -2,6 +2,7 @@
 #include "longctx/groups.h"
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <map>
 
@@ -47,8 +48,9 @@ std::string describe_gpu_map(const std::vector<std::string>& host, const std::ve
     if (!ranks.count(host[r])) nodes.push_back(host[r]);
     ranks[host[r]][gpu[r]].push_back(int(r));
   }
+  const size_t shown = std::min(nodes.size(), size_t(std::max(max_nodes, 1)));
   std::string out = "GPUs:";
-  for (size_t n = 0; n < nodes.size() && n < size_t(std::max(max_nodes, 1)); ++n) {
+  for (size_t n = 0; n < shown; ++n) {
     out += fmt::format("{} {}", n ? " |" : "", nodes[n]);
     bool first = true;
     for (const auto& [g, rs] : ranks[nodes[n]]) {
@@ -56,8 +58,7 @@ std::string describe_gpu_map(const std::vector<std::string>& host, const std::ve
       first = false;
     }
   }
-  if (nodes.size() > size_t(std::max(max_nodes, 1)))
-    out += fmt::format(" | … {} more nodes", nodes.size() - size_t(std::max(max_nodes, 1)));
+  if (shown < nodes.size()) out += fmt::format(" | … {} more nodes", nodes.size() - shown);
   return out;
 }
 
@@ -140,7 +141,10 @@ void ProcessGroups::choose_device(const Config& cfg) {
     MPI_Gather(&d.gpu, 1, MPI_INT, gpus.data(), 1, MPI_INT, 0, cart_);
     if (root) {
       std::vector<std::string> hosts;
-      for (int r = 0; r < grid_.world_size; ++r) hosts.emplace_back(names.data() + size_t(r) * MPI_MAX_PROCESSOR_NAME);
+      for (int r = 0; r < grid_.world_size; ++r) {  // a name may fill its slot without a terminator
+        const char* p = names.data() + size_t(r) * MPI_MAX_PROCESSOR_NAME;
+        hosts.emplace_back(p, strnlen(p, MPI_MAX_PROCESSOR_NAME));
+      }
       d.gpu_map = describe_gpu_map(hosts, gpus);
     }
   }
