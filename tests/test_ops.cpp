@@ -250,6 +250,30 @@ TEST_CASE("AdamW update equals the formula; LR schedule shape", "[op]") {
     REQUIRE(p2[i] == Approx(pi).epsilon(1e-5).margin(1e-6));
     REQUIRE(m2[i] == Approx(mi).epsilon(1e-5).margin(1e-7));
   }
+  // The gradient's factors (1/targets, clip) and p_out folded in give the bits of the separate
+  // passes they replace: scale(g, mean), scale(g, clip), then the update and a copy of p.
+  for (const float clip : {1.0f, 0.37f}) {
+    INFO("clip " << clip);
+    const float mean = 1.0f / 3071.0f;
+    auto gs = g;
+    cpu::scale(gs.data(), mean, n), cpu::scale(gs.data(), clip, n);
+    auto p3 = p, m3 = m, v3 = v, p4 = p, m4 = m, v4 = v;
+    std::vector<float> out(size_t(n), -1.0f);
+    cpu::adamw_update(p3.data(), gs.data(), m3.data(), v3.data(), n, lr, b1, b2, eps, wd, t);
+    cpu::adamw_update(p4.data(), g.data(), m4.data(), v4.data(), n, lr, b1, b2, eps, wd, t, mean, clip, out.data());
+    CHECK(std::memcmp(p3.data(), p4.data(), size_t(n) * sizeof(float)) == 0);
+    CHECK(std::memcmp(m3.data(), m4.data(), size_t(n) * sizeof(float)) == 0);
+    CHECK(std::memcmp(v3.data(), v4.data(), size_t(n) * sizeof(float)) == 0);
+    CHECK(std::memcmp(out.data(), p4.data(), size_t(n) * sizeof(float)) == 0);
+  }
+  {  // likewise the norm's sum of squares with the mean's factor against scale, then sum_squares
+    const float mean = 1.0f / 3071.0f;
+    auto gs = g;
+    cpu::scale(gs.data(), mean, n);
+    const double fused = cpu::sum_squares(g.data(), n, mean), separate = cpu::sum_squares(gs.data(), n);
+    CHECK(std::memcmp(&fused, &separate, sizeof(double)) == 0);
+    CHECK(fused > 0.0);
+  }
   OptimConfig o;
   o.lr = 1e-3, o.min_lr = 1e-4, o.warmup_steps = 10, o.schedule = Schedule::cosine;
   CHECK(lr_at(o, 0, 100) == Approx(1e-4));

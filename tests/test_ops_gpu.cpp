@@ -89,9 +89,10 @@ TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit",
     const std::vector<float> x = randn(sz(n), 0.5f);
     Dev<float> dx(x);
     Dev<double> out(1), out2(1);
-    gpu::sum_squares(out.p, dx.p, n, ws.p, ws.n);
-    gpu::sum_squares(out2.p, dx.p, n, ws.p, ws.n);
-    const double ref = cpu::sum_squares(x.data(), n), got = out.get()[0];
+    const float s = n == 12345 ? 1.0f / 777.0f : 1.0f;  // the gradient's 1/targets factor, as the engine passes it
+    gpu::sum_squares(out.p, dx.p, n, s, ws.p, ws.n);
+    gpu::sum_squares(out2.p, dx.p, n, s, ws.p, ws.n);
+    const double ref = cpu::sum_squares(x.data(), n, s), got = out.get()[0];
     // Squares of fp32 are exact in double; the two sums differ only by double roundings, at most
     // n·2^-53 relative for positive terms (3.3e-10 at n = 3M, a worst case; random roundings give
     // ~sqrt(n)·2^-53 = 2e-13): 1e-12.
@@ -99,7 +100,7 @@ TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit",
     CHECK(std::memcmp(&got, &out2.get()[0], sizeof(double)) == 0);  // the same bits again
   }
   Dev<double> zero(1);
-  gpu::sum_squares(zero.p, nullptr, 0, ws.p, ws.n);
+  gpu::sum_squares(zero.p, nullptr, 0, 1.0f, ws.p, ws.n);
   CHECK(zero.get()[0] == 0.0);
 }
 
@@ -330,8 +331,10 @@ TEST_CASE("GPU adamw_update equals the CPU's to the bit", "[gpu][kernels]") {
     Dev<float> dp(p), dg(g), dm(m), dv(v);
     Dev<uint16_t> pb(sz(n));
     const float wd = t == 7 ? 0.0f : 0.1f;
-    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 3e-4f, 0.9f, 0.95f, 1e-8f, wd, t);
-    gpu::adamw_update(dp.p, pb.p, dg.p, dm.p, dv.p, n, 3e-4f, 0.9f, 0.95f, 1e-8f, wd, t);
+    // The gradient's factors as the engine passes them (1/targets; a clip factor or 1).
+    const float mean = t == 1 ? 1.0f : 1.0f / 8191.0f, clip = t == 1000 ? 0.43f : 1.0f;
+    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 3e-4f, 0.9f, 0.95f, 1e-8f, wd, t, mean, clip);
+    gpu::adamw_update(dp.p, pb.p, dg.p, dm.p, dv.p, n, 3e-4f, 0.9f, 0.95f, 1e-8f, wd, t, mean, clip);
     // The kernel performs the CPU's fp32 operations in its order, each rounded to nearest (no fused
     // multiply-adds; IEEE division and sqrt; inputs far from subnormals): the same bits.
     CHECK(same_bits(dm.get(), m));
@@ -385,7 +388,7 @@ TEST_CASE("GPU op launchers refuse bad arguments before launching", "[op]") {
   CHECK(error_of([] { gpu::rope_apply(nullptr, nullptr, nullptr, 1, 1, 1, 63, 1); }) != "");
   CHECK(error_of([] { gpu::rmsnorm_fwd(nullptr, nullptr, nullptr, nullptr, 0, 64, 1e-5f); }) != "");
   CHECK(error_of([] { gpu::xent_row_max(nullptr, int64_t(1) << 31, 10, nullptr); }) != "");
-  CHECK(error_of([] { gpu::sum_squares(nullptr, nullptr, 10, nullptr, 0); }) != "");
+  CHECK(error_of([] { gpu::sum_squares(nullptr, nullptr, 10, 1.0f, nullptr, 0); }) != "");
   CHECK(error_of([] { gpu::adamw_update(nullptr, nullptr, nullptr, nullptr, nullptr, 10, 1, 0.9f, 0.95f, 1e-8f, 0, 0); })
             != "");
   CHECK(error_of([] { gpu::embedding_bwd_workspace_bytes(int64_t(1) << 31, 10); }) != "");

@@ -11,6 +11,13 @@
 // RingAttention without a group on the whole T (the same flash kernels, blockwise) and the ideal is
 // that time / SP. Efficiency = ideal / ring. FLOPs: fwd 4·T²·hd·H/2 (causal), bwd 2.5 × fwd.
 // Inputs random normal bf16 (never zeros).
+//
+//   build/bench_ring --simulate SP [the options above]          (one rank, one GPU)
+// The compute-only bound, for a machine without SP GPUs: rank r's whole ring (its segment pairs,
+// merges, dK/dV accumulation: every kernel it launches) timed alone for each r = 0..SP-1, with
+// the exchanges doing nothing (the received blocks are not the neighbours' data; the kernels'
+// times do not depend on it). The ring on SP GPUs takes at least the slowest rank's time, plus
+// whatever of the transfers and NCCL's own kernels does not overlap: bound = ideal / max_r.
 #include <cuda_runtime.h>
 #include <mpi.h>
 
@@ -35,6 +42,24 @@
 using namespace longctx;
 
 namespace {
+
+// A ring group that exists only in name: rank r of `size`, every exchange completed at once with
+// nothing moved (the compute-only bound). Collectives are refused: RingAttention exchanges only.
+class NameOnlyComm final : public Comm {
+ public:
+  NameOnlyComm(int rank, int size) { rank_ = rank, size_ = size; }
+
+ protected:
+  void do_all_reduce(void*, int64_t, DType, ReduceOp, Stream) const override { refuse(); }
+  void do_reduce_scatter(const void*, void*, int64_t, DType, Stream) const override { refuse(); }
+  void do_all_gather(const void*, void*, int64_t, DType, Stream) const override { refuse(); }
+  Handle do_exchange(const void*, void*, int64_t, DType, int, int, int, Stream) const override { return {}; }
+  void do_wait(Handle&) const override {}
+  void do_progress(Handle&) const override {}
+
+ private:
+  [[noreturn]] static void refuse() { throw_error(LONGCTX_WHERE, "bench_ring --simulate: the ring asked for a collective"); }
+};
 
 struct Shape {
   int64_t T, NH, NKV, HS;
@@ -86,6 +111,37 @@ double time_ring(const Cuda& be, const Comm* sp, MPI_Comm world, bool zigzag, co
   return sec[sec.size() / 2];
 }
 
+double causal_flops(const Shape& sh) {  // forward + backward
+  return 3.5 * 4.0 * double(sh.T) * double(sh.T) * double(sh.HS) * double(sh.NH) / 2.0;
+}
+
+// --simulate: each rank's ring alone on this GPU, against the ideal (see the header).
+void simulate_ring(const Cuda& be, int sp, bool zigzag, const std::vector<int64_t>& tlocs, int64_t NH, int64_t NKV,
+                   int64_t HS, int iters) {
+  std::printf("longctx ring attention, compute-only bound of sp=%d simulated on one %s, ring %s, H=%lld KV=%lld "
+              "hd=%lld, causal\n", sp, be.describe().c_str(), zigzag ? "zigzag" : "contiguous", (long long)NH,
+              (long long)NKV, (long long)HS);
+  for (const int64_t tl : tlocs) {
+    const Shape sh{tl * sp, NH, NKV, HS};
+    std::vector<double> per(static_cast<size_t>(sp), 0.0);
+    for (int r = 0; r < sp; ++r) {
+      const NameOnlyComm c(r, sp);
+      per[size_t(r)] = time_ring(be, &c, MPI_COMM_SELF, zigzag, sh, iters, 1 + uint64_t(r));
+    }
+    const double one_s = time_ring(be, nullptr, MPI_COMM_SELF, true, sh, std::max(1, iters / 2), 7);
+    const double slowest = *std::max_element(per.begin(), per.end()), ideal = one_s / sp;
+    double mean = 0.0;
+    for (double s : per) mean += s / sp;
+    std::string ranks;
+    for (double s : per) ranks += fmt::format(" {:.2f}", s * 1e3);
+    std::printf("sp=%d T_loc=%lld T=%lld: ranks' compute (ms)%s | slowest %.2f, mean %.2f | one GPU on T %.1f ms, "
+                "ideal %.2f ms | bound %.1f%% (%.0f TFLOP/s per GPU at the bound)\n", sp, (long long)tl,
+                (long long)sh.T, ranks.c_str(), slowest * 1e3, mean * 1e3, one_s * 1e3, ideal * 1e3,
+                100.0 * ideal / slowest, causal_flops(sh) / sp / slowest / 1e12);
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,7 +151,7 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   std::vector<int64_t> tlocs = {8192, 32768};
   int64_t NH = 16, NKV = 16, HS = 128;
-  int iters = 5;
+  int iters = 5, simulate = 0;
   std::string ring_name = "zigzag", transport = "nccl";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -113,6 +169,7 @@ int main(int argc, char** argv) {
     else if (a == "--ring") ring_name = next();
     else if (a == "--transport") transport = next();
     else if (a == "--iters") iters = std::max(1, std::stoi(next()));
+    else if (a == "--simulate") simulate = std::stoi(next());
     else {
       if (rank == 0) std::fprintf(stderr, "bench_ring: unknown option %s (see the header of tools/bench_ring.cpp)\n", a.c_str());
       MPI_Abort(MPI_COMM_WORLD, 2);
@@ -127,6 +184,14 @@ int main(int argc, char** argv) {
     const Cuda be(CudaOptions{local % gpus, false});
     CHECK_HINT(ring_name == "zigzag" || ring_name == "contiguous", "--ring zigzag|contiguous", "bench_ring: ring {}",
                ring_name);
+    if (simulate) {
+      CHECK_HINT(size == 1 && simulate >= 2, "build/bench_ring --simulate 8 (one process)",
+                 "bench_ring: --simulate {} on {} ranks", simulate, size);
+      simulate_ring(be, simulate, ring_name == "zigzag", tlocs, NH, NKV, HS, iters);
+      MPI_Comm_free(&node);
+      MPI_Finalize();
+      return 0;
+    }
     std::unique_ptr<Comm> sp;
 #if defined(LONGCTX_NCCL)
     if (transport == "nccl") sp = std::make_unique<NcclComm>(MPI_COMM_WORLD);
@@ -144,8 +209,7 @@ int main(int argc, char** argv) {
       if (rank == 0) one_s = time_ring(be, nullptr, MPI_COMM_SELF, true, sh, std::max(1, iters / 2), 7);
       MPI_Barrier(MPI_COMM_WORLD);
       if (rank == 0) {
-        const double fwd = 4.0 * double(sh.T) * double(sh.T) * double(HS) * double(NH) / 2.0, flop = 3.5 * fwd;
-        const double ideal = one_s / size;
+        const double flop = causal_flops(sh), ideal = one_s / size;
         std::printf("sp=%d T_loc=%lld T=%lld: ring %.2f ms (%.0f TFLOP/s per GPU) | one GPU on T %.1f ms, ideal %.2f ms "
                     "| efficiency %.1f%%\n", size, (long long)tl, (long long)sh.T, ring_s * 1e3,
                     flop / size / ring_s / 1e12, one_s * 1e3, ideal * 1e3, 100.0 * ideal / ring_s);

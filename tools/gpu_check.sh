@@ -3,13 +3,15 @@
 # [gpu][mpi] ones under mpirun -np 4 on the one GPU; optionally under compute-sanitizer), then
 # the benchmarks beside shared/bench/torch_reference.py on the same GPU: attention (bench) and
 # training steps (trainbench). Logs go to $OUT (default build/gpu-out).
-#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [longest] [ring] [hf]
+#   tools/gpu_check.sh [build] [test] [mpi] [sanitize] [bench] [trainbench] [shortbench] [longest] [ring] [hf]
 #   (default: build test mpi bench)
 # trainbench + longest in one call is issue 8's benchmark: the three shapes, the 134M step at
 # 1,048,576 tokens, and torch_reference.py's ceilings, llama and llama_max beside them.
+# shortbench: trainbench without the 65K pair (the 134M and 1B at 8192 and HF's, a few minutes).
 # hf: tools/hf_check.py (import and export against transformers, which the node has).
 # ring: build/bench_ring over every GPU of the node with NCCL (NCCL_NVLS_ENABLE=0), or on one GPU a
-# two-rank functional run over the staged MPI transport.
+# two-rank functional run over the staged MPI transport and the compute-only bound of sp = 8
+# (bench_ring --simulate 8: each rank's ring alone, at 8K and 32K tokens per GPU).
 set -uo pipefail
 OUT=${OUT:-build/gpu-out}
 mkdir -p "$OUT"
@@ -62,6 +64,13 @@ if [[ " $steps " == *" bench "* ]]; then
     peer --what attention --T 16384 --batch 1 --hd 128 --noncausal
   } 2>&1 | grep -v Warning | tee "$OUT/bench.log"
 fi
+if [[ $steps == *shortbench* ]]; then
+  {
+    tools/bench_train.sh input/gpu_134m.toml 8192
+    tools/bench_train.sh input/gpu_1b.toml 8192 0 6
+    peer --what ceilings,llama --llama 134m:8192,1b:8192
+  } 2>&1 | grep -v Warning | tee "$OUT/shortbench.log"
+fi
 if [[ $steps == *trainbench* ]]; then
   {
     tools/bench_train.sh input/gpu_134m.toml 8192
@@ -85,6 +94,7 @@ if [[ $steps == *ring* ]]; then
       done
     else
       mpirun --oversubscribe -np 2 build/bench_ring --transport mpi --tloc 4096 --iters 2
+      for hd in 128 64; do build/bench_ring --simulate 8 --tloc 8192,32768 --hd $hd; done
     fi
   } 2>&1 | tee "$OUT/ring.log"
 fi

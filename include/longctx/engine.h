@@ -6,8 +6,10 @@
 // master weights, Adam moments and reduced gradient; and the Model<B> that works on them. A step:
 //   zero_grad(); micro_batch() × batch_accum;      forward + backward, gradients accumulate
 //   reduce(local loss)                             tp fix-ups, reduce-scatter over dp×sp into the
-//                                                  shard, divided by the global target count
-//   grad_norm(); update(lr, t, norm)               clip, AdamW on the shard, all-gather params
+//                                                  shard (a sum: 1/the global target count is kept)
+//   grad_norm(); update(lr, t, norm)               AdamW on the shard, the 1/count and clip factors
+//                                                  applied as it reads the gradient and the new
+//                                                  bf16/fp32 parameters written by it; all-gather
 // Checkpoints see the state through checkpoint_io(): host views (staged from device memory by a
 // device backend) that the HDF5 code reads and fills.
 #pragma once
@@ -77,6 +79,8 @@ class StepEngine {
 
 // The state arena of a rank: `flat` parameters (Param) and fp32 gradients, the ZeRO-1 shard of
 // `shard_n` (master, m, v, the reduced gradient) and one double per shard span (the norm's sums).
+// A rank alone in dp×sp (flat == shard_n) reduces nothing: its gradient shard is the gradient
+// buffer itself, 4 bytes a parameter less.
 // The one list of the state's buffers: StepEngine binds it, the memory plan counts it (plan.h).
 template <class Param>
 struct StateViews {
@@ -92,7 +96,8 @@ StateViews<Param> take_state(Arena& a, int64_t flat, int64_t shard_n, int64_t sp
   s.grads = a.take<float>({flat});
   const size_t g = a.bytes();
   s.master = a.take<float>({shard_n}), s.m = a.take<float>({shard_n});
-  s.v = a.take<float>({shard_n}), s.gshard = a.take<float>({shard_n});
+  s.v = a.take<float>({shard_n});
+  s.gshard = flat == shard_n ? s.grads : a.take<float>({shard_n});
   s.span_ss = a.take<double>({spans});
   if (parts) *parts = {p, g - p, a.bytes() - g};
   return s;

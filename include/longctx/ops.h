@@ -98,10 +98,16 @@ void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double*
 // ---- elementwise (src/backend/cpu/elementwise.cpp) --------------------------------------------
 void add(float* out, const float* a, const float* b, int64_t n);  // out = a + b
 void scale(float* x, float s, int64_t n);                         // x *= s
-double sum_squares(const float* x, int64_t n);                    // in double, in index order
+// sum of (x·s)² in double, in index order; each x·s rounded to fp32 first (the bits of scale(x, s)
+// then sum_squares(x), the separate passes this replaces)
+double sum_squares(const float* x, int64_t n, float s = 1.0f);
 
 // ---- AdamW (src/backend/cpu/adamw.cpp), decoupled weight decay, bias-corrected, step t >= 1 ----------
+// The gradient used is g·g_mean·g_clip, multiplied in that order and rounded to fp32 at each
+// product (the bits of scaling g twice beforehand; 1.0 leaves it exact). p_out (n), may be null:
+// = the new p (the parameters the model reads, written with the master weights).
 void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, int64_t t);
+                  float beta2, float eps, float weight_decay, int64_t t, float g_mean = 1.0f,
+                  float g_clip = 1.0f, float* p_out = nullptr);
 
 }  // namespace longctx::cpu

@@ -45,6 +45,10 @@ class Engine final : public StepEngine {
     lo_ = std::min(layout_.total, g.dpsp().rank() * shard_n_);
     hi_ = std::min(layout_.total, lo_ + shard_n_);
     spans_ = shard_spans(layout_, lo_, hi_);
+    int64_t covered = 0;  // update() has adamw write the parameters span by span: they must tile the shard
+    for (const ShardSpan& sp : spans_) covered = sp.begin == covered ? sp.end : -1;
+    CHECK(covered == hi_ - lo_, "the optimizer's {} spans do not tile this rank's shard [0, {})", spans_.size(),
+          hi_ - lo_);
     if (c_.kv)
       for (const auto& t : layout_.tensors)
         if (t.name.ends_with("/wk") || t.name.ends_with("/wv")) kv_blocks_.push_back({t.offset, t.numel});
@@ -94,13 +98,16 @@ class Engine final : public StepEngine {
         if (t.is_norm) c_.tp->all_reduce_sum(grads_.data + t.offset, t.numel, s);
     // Replicated K/V heads: each replica added its own query heads' part; sum over the replicas.
     for (const auto& [offset, n] : kv_blocks_) c_.kv->all_reduce_sum(grads_.data + offset, n, s);
-    // Data and sequence parallel: sum over dp×sp, each rank keeping its ZeRO-1 shard.
-    c_.dpsp->reduce_scatter_sum(grads_.data, gshard_.data, shard_n_, s);
+    // Data and sequence parallel: sum over dp×sp, each rank keeping its ZeRO-1 shard (alone in
+    // dp×sp, the shard is the gradient buffer itself: take_state).
+    if (gshard_.data != grads_.data) c_.dpsp->reduce_scatter_sum(grads_.data, gshard_.data, shard_n_, s);
     double stats[2] = {local.sum, double(local.count)};  // host scalars: the host group
     g_.dpsp().all_reduce_sum(stats, 2);
     const LossSum tot{stats[0], int64_t(stats[1])};
     CHECK_ALIKE(tot.count > 0, "", "no target tokens in the step's batch");  // all-reduced: every rank
-    be_.scale(gshard_, float(1.0 / double(tot.count)));
+    // The shard holds the sum over targets; the mean's factor is applied where the shard is read
+    // (sum_squares, adamw, full_gradient), not by a pass of its own.
+    grad_mean_ = float(1.0 / double(tot.count));
     return tot;
   }
 
@@ -110,7 +117,7 @@ class Engine final : public StepEngine {
     for (size_t i = 0; i < spans_.size(); ++i) {
       const ShardSpan& sp = spans_[i];
       if (sp.replica) be_.fill(span_ss_.rows(int64_t(i), 1), 0.0f);
-      else be_.sum_squares(span_ss_.rows(int64_t(i), 1), gshard_.rows(sp.begin, sp.end - sp.begin));
+      else be_.sum_squares(span_ss_.rows(int64_t(i), 1), gshard_.rows(sp.begin, sp.end - sp.begin), grad_mean_);
     }
     std::vector<double> per(spans_.size());
     be_.download(per.data(), Tensor<const double>(span_ss_));
@@ -123,13 +130,17 @@ class Engine final : public StepEngine {
 
   void update(double lr, int64_t t, double gnorm) override {
     const OptimConfig& o = cfg_.optim;
-    if (o.grad_clip > 0.0 && gnorm > o.grad_clip) be_.scale(gshard_, float(o.grad_clip / gnorm));
+    const float clip = o.grad_clip > 0.0 && gnorm > o.grad_clip ? float(o.grad_clip / gnorm) : 1.0f;
+    // The spans tile the shard (constructor), so AdamW writes this rank's whole block of the
+    // parameters with the master weights; the gather then needs no cast.
+    const int64_t mine = c_.dpsp->rank() * shard_n_;
     for (const auto& sp : spans_) {
       const int64_t b = sp.begin, n = sp.end - sp.begin;
       be_.adamw(master_.rows(b, n), gshard_.rows(b, n), m_.rows(b, n), v_.rows(b, n), float(lr), float(o.beta1),
-                float(o.beta2), float(o.eps), sp.decay ? float(o.weight_decay) : 0.0f, t);
+                float(o.beta2), float(o.eps), sp.decay ? float(o.weight_decay) : 0.0f, t, grad_mean_, clip,
+                params_.rows(mine + b, n));
     }
-    gather_params();
+    gather_params(false);
   }
 
   void init_params(uint64_t seed) override {
@@ -176,7 +187,11 @@ class Engine final : public StepEngine {
     }
   }
 
-  std::vector<float> full_gradient() const override { return gather_full(host_copy(gshard_)); }
+  std::vector<float> full_gradient() const override {  // normalised (the mean's factor as adamw applies it)
+    std::vector<float> g = host_copy(gshard_);
+    for (float& x : g) x *= grad_mean_;
+    return gather_full(g);
+  }
   std::vector<float> full_params() const override { return gather_full(host_copy(master_)); }
   const ParamLayout& layout() const override { return layout_; }
   int64_t shard_size() const override { return shard_n_; }
@@ -214,16 +229,17 @@ class Engine final : public StepEngine {
     check_memory_fits(g_, pool, need.state, peaks, names, "train", &cfg_.model);
     return need.state.total();
   }
-  // The parameters from the master shards: an fp32 backend gathers them; a bf16 one casts its
-  // shard into its own block of the parameters, then gathers the blocks in place.
-  void gather_params() {
-    if constexpr (std::is_same_v<Param, float>) {
-      c_.dpsp->all_gather(master_.data, params_.data, shard_n_, be_.compute());
-    } else {
-      const int64_t mine = c_.dpsp->rank() * shard_n_;
-      be_.cast(params_.rows(mine, hi_ - lo_), Tensor<const float>(master_).rows(0, hi_ - lo_));
-      c_.dpsp->all_gather(params_.data + mine, params_.data, shard_n_, be_.compute());
+  // The parameters from the master shards: this rank's block of the parameters is its master
+  // shard as Param (written here when `write_block`, or already by adamw), then the blocks are
+  // gathered in place.
+  void gather_params(bool write_block = true) {
+    const int64_t mine = c_.dpsp->rank() * shard_n_;
+    if (write_block) {
+      const Tensor<const float> shard = Tensor<const float>(master_).rows(0, hi_ - lo_);
+      if constexpr (std::is_same_v<Param, float>) be_.copy(params_.rows(mine, hi_ - lo_), shard);
+      else be_.cast(params_.rows(mine, hi_ - lo_), shard);
     }
+    c_.dpsp->all_gather(params_.data + mine, params_.data, shard_n_, be_.compute());
   }
   std::vector<float> gather_full(const std::vector<float>& shard_v) const {
     const float* shard = shard_v.data();
@@ -251,6 +267,7 @@ class Engine final : public StepEngine {
   const B& be_;
   ParamLayout layout_;
   int64_t shard_n_ = 0, lo_ = 0, hi_ = 0;  // ZeRO-1: [lo, hi) of the flat buffer
+  float grad_mean_ = 1.0f;                 // 1 / the step's target count (reduce)
   std::vector<ShardSpan> spans_;
   std::vector<std::pair<int64_t, int64_t>> kv_blocks_;  // (offset, numel) of replicated wk/wv blocks
   typename B::Memory state_;

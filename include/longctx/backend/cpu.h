@@ -70,8 +70,8 @@ struct Cpu {
   void copy(Tensor<T> dst, Tensor<const T> src) const;
   void add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const;  // out = a + b
   void scale(Tensor<float> x, float s) const;                                       // x *= s
-  // out (1) = sum of x² in double, fixed order (out is backend memory: the caller downloads it).
-  void sum_squares(Tensor<double> out, Tensor<const float> x) const;
+  // out (1) = sum of (x·s)² in double, fixed order (out is backend memory: the caller downloads it).
+  void sum_squares(Tensor<double> out, Tensor<const float> x, float s = 1.0f) const;
 
   // ---- the model's ops (ops.h gives the math) ----
   // out (N, O) = in (N, I) · W (O, I)ᵀ
@@ -116,9 +116,11 @@ struct Cpu {
   void xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
                  Tensor<const int32_t> target, int64_t v0, float scale) const;
 
-  // AdamW on a span of the fp32 master weights with its gradient and moments (ops.h).
+  // AdamW on a span of the fp32 master weights with its gradient and moments (ops.h): the
+  // gradient used is (g·g_mean)·g_clip; p_out (empty, or p's size) gets the new weights as Param.
   void adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
-             float beta2, float eps, float weight_decay, int64_t t) const;
+             float beta2, float eps, float weight_decay, int64_t t, float g_mean = 1.0f, float g_clip = 1.0f,
+             Tensor<Param> p_out = {}) const;
 };
 
 }  // namespace longctx

@@ -86,7 +86,7 @@ class Cuda {
   void add(Tensor<bf16> out, Tensor<const bf16> a, Tensor<const bf16> b) const;
   void add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const;
   void scale(Tensor<float> x, float s) const;
-  void sum_squares(Tensor<double> out, Tensor<const float> x) const;  // out (1), fixed order (cuda_ops.h)
+  void sum_squares(Tensor<double> out, Tensor<const float> x, float s = 1.0f) const;  // out (1) = Σ (x·s)²
 
   // ---- the model's ops: backend/cpu.h's names and shapes ----
   void linear_fwd(Tensor<bf16> out, Tensor<const bf16> in, Tensor<const bf16> W) const;
@@ -126,7 +126,8 @@ class Cuda {
                  Tensor<const int32_t> target, int64_t v0, float scale) const;
 
   void adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
-             float beta2, float eps, float weight_decay, int64_t t) const;
+             float beta2, float eps, float weight_decay, int64_t t, float g_mean = 1.0f, float g_clip = 1.0f,
+             Tensor<Param> p_out = {}) const;
 
  private:
   void* scratch(size_t bytes) const;  // the reserved working space, refused when too small

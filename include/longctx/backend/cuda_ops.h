@@ -42,11 +42,12 @@ void add_f32(float* out, const float* a, const float* b, int64_t n, void* stream
 void scale_f32(float* x, float s, int64_t n, void* stream = nullptr);  // x *= s (fp32)
 
 // ---- sum of squares (cuda/sum_squares.cu) ----------------------------------------------------------
-// *out (one double, device) = sum x[i]² of fp32 x (n), each square exact in double, summed in double
+// *out (one double, device) = sum (x[i]·s)² of fp32 x (n), x·s rounded to fp32 (the bits of scaling
+// x first), each square exact in double, summed in double
 // in a fixed order (per-block partials of a fixed grid, then one block): deterministic, but not
 // the CPU's index order (the two agree to ~n·2^-53 relative). Writes (=), never accumulates.
 size_t sum_squares_workspace_bytes();
-void sum_squares(double* out, const float* x, int64_t n, void* workspace, size_t workspace_bytes,
+void sum_squares(double* out, const float* x, int64_t n, float s, void* workspace, size_t workspace_bytes,
                  void* stream = nullptr);
 
 // ---- embedding (cuda/embedding.cu) ------------------------------------------------------------------
@@ -122,9 +123,9 @@ void xent_rows(const float* mx, const double* sum, const double* zt, const int32
 // ---- AdamW (cuda/adamw.cu): cpu::adamw_update's formula, fp32, operation for operation ----------------
 // (no fused multiply-adds, IEEE division and sqrt): the same bits as the CPU on the same inputs.
 // p, g, m, v fp32 (n); p, m, v updated in place. p_bf16 (n), may be null: = bf16(new p), the
-// weights the model reads. Step t >= 1.
+// weights the model reads. Step t >= 1. The gradient used is (g·g_mean)·g_clip, as the CPU's.
 void adamw_update(float* p, uint16_t* p_bf16, const float* g, float* m, float* v, int64_t n, float lr,
-                  float beta1, float beta2, float eps, float weight_decay, int64_t t,
-                  void* stream = nullptr);
+                  float beta1, float beta2, float eps, float weight_decay, int64_t t, float g_mean = 1.0f,
+                  float g_clip = 1.0f, void* stream = nullptr);
 
 }  // namespace longctx::gpu

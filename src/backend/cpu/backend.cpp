@@ -47,9 +47,9 @@ void Cpu::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) c
   cpu::add(out.data, a.data, b.data, out.numel());
 }
 void Cpu::scale(Tensor<float> x, float s) const { cpu::scale(x.data, s, x.numel()); }
-void Cpu::sum_squares(Tensor<double> out, Tensor<const float> x) const {
+void Cpu::sum_squares(Tensor<double> out, Tensor<const float> x, float s) const {
   CHECK(out.numel() == 1, "cpu::sum_squares: the result is one double");
-  out.data[0] = cpu::sum_squares(x.data, x.numel());
+  out.data[0] = cpu::sum_squares(x.data, x.numel(), s);
 }
 
 void Cpu::linear_fwd(Tensor<float> out, Tensor<const float> in, Tensor<const float> W) const {
@@ -182,10 +182,13 @@ void Cpu::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double
 }
 
 void Cpu::adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
-                float beta2, float eps, float weight_decay, int64_t t) const {
+                float beta2, float eps, float weight_decay, int64_t t, float g_mean, float g_clip,
+                Tensor<float> p_out) const {
   const int64_t n = p.numel();
   CHECK(g.numel() == n && m.numel() == n && v.numel() == n, "cpu::adamw: sizes differ");
-  cpu::adamw_update(p.data, g.data, m.data, v.data, n, lr, beta1, beta2, eps, weight_decay, t);
+  CHECK(p_out.empty() || p_out.numel() == n, "cpu::adamw: p_out has {} elements, p {}", p_out.numel(), n);
+  cpu::adamw_update(p.data, g.data, m.data, v.data, n, lr, beta1, beta2, eps, weight_decay, t, g_mean, g_clip,
+                    p_out.empty() ? nullptr : p_out.data);
 }
 
 }  // namespace longctx

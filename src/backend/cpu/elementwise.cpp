@@ -1,6 +1,6 @@
 // elementwise.cpp — the small vector ops between the model's big ones (fp32, host).
 //   add: out = a + b (the residual stream); scale: x *= s (gradient normalisation, clipping);
-//   sum_squares: sum of x² in double, in index order (the same bits on every run and thread count).
+//   sum_squares: sum of (x·s)² in double, in index order (the same bits on every run and thread count).
 #include "longctx/ops.h"
 
 namespace longctx::cpu {
@@ -15,9 +15,12 @@ void scale(float* x, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-double sum_squares(const float* x, int64_t n) {
+double sum_squares(const float* x, int64_t n, float scale) {
   double s = 0.0;
-  for (int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
+  for (int64_t i = 0; i < n; ++i) {
+    const double xi = double(x[i] * scale);  // rounded to fp32 first: scale(x) then sum_squares(x)
+    s += xi * xi;
+  }
   return s;
 }
 

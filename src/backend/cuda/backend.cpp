@@ -211,10 +211,10 @@ void Cuda::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) 
 }
 void Cuda::scale(Tensor<float> x, float s) const { gpu::scale_f32(x.data, s, x.numel(), stream_); }
 
-void Cuda::sum_squares(Tensor<double> out, Tensor<const float> x) const {
+void Cuda::sum_squares(Tensor<double> out, Tensor<const float> x, float s) const {
   CHECK(out.numel() == 1, "cuda::sum_squares: the result is one double");
   const size_t ws = gpu::sum_squares_workspace_bytes();
-  gpu::sum_squares(out.data, x.data, x.numel(), scratch(ws), ws, stream_);
+  gpu::sum_squares(out.data, x.data, x.numel(), s, scratch(ws), ws, stream_);
 }
 
 void Cuda::linear_fwd(Tensor<bf16> out, Tensor<const bf16> in, Tensor<const bf16> W) const {
@@ -374,10 +374,13 @@ void Cuda::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const doubl
 }
 
 void Cuda::adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
-                 float beta2, float eps, float weight_decay, int64_t t) const {
+                 float beta2, float eps, float weight_decay, int64_t t, float g_mean, float g_clip,
+                 Tensor<bf16> p_out) const {
   const int64_t n = p.numel();
   CHECK(g.numel() == n && m.numel() == n && v.numel() == n, "cuda::adamw: sizes differ");
-  gpu::adamw_update(p.data, nullptr, g.data, m.data, v.data, n, lr, beta1, beta2, eps, weight_decay, t, stream_);
+  CHECK(p_out.empty() || p_out.numel() == n, "cuda::adamw: p_out has {} elements, p {}", p_out.numel(), n);
+  gpu::adamw_update(p.data, p_out.empty() ? nullptr : bits(p_out.data), g.data, m.data, v.data, n, lr, beta1, beta2,
+                    eps, weight_decay, t, g_mean, g_clip, stream_);
 }
 
 }  // namespace longctx
