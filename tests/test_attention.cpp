@@ -1,6 +1,7 @@
 // test_attention.cpp — blockwise attention against naive softmax attention in double (a T×T
 // matrix per head, fine at test sizes), the ring-step interface (offsets, merging partials over
-// key blocks), and the backward against a double reference and finite differences.
+// key blocks), the backward against a double reference and finite differences, and the ring's
+// calls per step (which query and key rows each attention call of a ring step covers).
 #include <cmath>
 #include <limits>
 
@@ -9,6 +10,7 @@
 #include "catch.h"
 #include "grad_check.h"
 #include "longctx/ops.h"
+#include "longctx/ring_attention.h"
 #include "attention_ref.h"
 #include "util.h"
 
@@ -155,4 +157,40 @@ TEST_CASE("attention forward and backward are bitwise the same on 1, 2 and 3 thr
     CHECK(r.dv == one.dv);
   }
   omp_set_num_threads(before);
+}
+
+TEST_CASE("a ring step's calls cover every visible query-key pair once, zigzag steps after the first in one call",
+          "[op]") {
+  // Small layouts, every (query row, key row) pair of every (rank, owner) checked by position.
+  for (const bool zigzag : {true, false})
+    for (const int sp : {1, 2, 3, 4, 8}) {
+      const int64_t T = 16 * sp;
+      for (int r = 0; r < sp; ++r)
+        for (int o = 0; o < sp; ++o) {
+          INFO((zigzag ? "zigzag" : "contiguous") << " sp " << sp << ": rank " << r << ", owner " << o);
+          const SeqLayout q = seq_layout(T, r, sp, zigzag), k = seq_layout(T, o, sp, zigzag);
+          const std::vector<RingCall> calls = ring_calls(q, k, 4, 2, 8);
+          const std::vector<int64_t> qp = q.positions(), kp = k.positions();
+          std::vector<int> covered(size_t(q.T_loc * k.T_loc), 0);
+          for (const RingCall& c : calls) {
+            CHECK((c.shape.Tq == c.qn && c.shape.Tk == c.kn && c.shape.B == 1 && c.shape.NH == 4));
+            for (int64_t i = c.q0; i < c.q0 + c.qn; ++i)
+              for (int64_t j = c.k0; j < c.k0 + c.kn; ++j) {
+                // What the call computes for this pair: by the shape's positions when causal.
+                const bool sees = !c.shape.causal || c.shape.k_pos0 + (j - c.k0) <= c.shape.q_pos0 + (i - c.q0);
+                if (sees) covered[size_t(i * k.T_loc + j)] += 1;
+                if (c.shape.causal) {  // the positions the call is given are the rows' global ones
+                  CHECK(c.shape.q_pos0 + (i - c.q0) == qp[size_t(i)]);
+                  CHECK(c.shape.k_pos0 + (j - c.k0) == kp[size_t(j)]);
+                }
+              }
+          }
+          int wrong = 0;
+          for (int64_t i = 0; i < q.T_loc; ++i)
+            for (int64_t j = 0; j < k.T_loc; ++j)
+              wrong += covered[size_t(i * k.T_loc + j)] != (kp[size_t(j)] <= qp[size_t(i)] ? 1 : 0);
+          CHECK(wrong == 0);
+          if (zigzag && sp > 1) CHECK(calls.size() == (r == o ? 3u : 1u));  // own block: 2 causal + 1 full
+        }
+    }
 }

@@ -35,6 +35,20 @@ struct SeqLayout {
 // Which tokens sequence-parallel rank `rank` of `sp` holds. T must divide as the deck checks.
 SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag);
 
+// One attention call of a ring step, within one sequence: local query rows [q0, q0 + qn) against
+// the visiting block's rows [k0, k0 + kn). shape: causal at the chunks' global positions, or (where
+// every key comes before every query) a full mask, its positions unused.
+struct RingCall {
+  int64_t q0, qn, k0, kn;
+  cpu::AttnShape shape;
+};
+// The calls of queries laid out as `q` against the block laid out as `k`: one per chunk pair that
+// sees a key, then full pairs merged where they share their query rows and their key rows are
+// adjacent, or the other way round. Zigzag's steps after the first are then one call each (a
+// chunk against both visiting chunks, or both chunks against one): fewer, longer kernels. Every
+// visible (query, key) pair is in exactly one call.
+std::vector<RingCall> ring_calls(const SeqLayout& q, const SeqLayout& k, int64_t NH, int64_t NKV, int64_t HS);
+
 // Written once for every backend B (backend/cpu.h): activations are B::Act, the (O, LSE) partials
 // and the dQ/dK/dV accumulators fp32. Its buffers come from the owner's arena (take_buffers).
 template <class B>
@@ -64,7 +78,6 @@ class RingAttention {
   void step_backward(int owner, Tensor<float> dq, Tensor<float> dk, Tensor<float> dv,
                      Tensor<const Act> dout, Tensor<const Act> q, Tensor<const Act> k,
                      Tensor<const Act> v, Tensor<const float> lse);
-  cpu::AttnShape pair_shape(const SeqLayout::Segment& qs, const SeqLayout::Segment& ks) const;
   void progress();  // drives the pending ring transfers between chunk pairs
 
   const B& be_;
@@ -75,6 +88,7 @@ class RingAttention {
   int64_t B_ = 0, NH_ = 0, NKV_ = 0, HS_ = 0, rows_ = 0;  // rows_ = B·T_loc
   SeqLayout mine_;
   std::vector<SeqLayout> owners_;  // layout of every rank's block
+  std::vector<std::vector<RingCall>> calls_;  // calls_[owner]: the local queries against owner's block
   // kv_: the visiting K then V (2·rows, NKV·HS), double-buffered; part_: this step's dK then dV;
   // send_/recv_: the accumulated dK/dV travelling with their block; delta_ (rows, NH).
   Tensor<Act> kv_[2];

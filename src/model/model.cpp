@@ -3,6 +3,8 @@
 // Instantiated for the CPU backend at the end.
 #include "longctx/model.h"
 
+#include <algorithm>
+
 #include "longctx/backend/counting.h"
 #include "longctx/backend/cpu.h"
 #include "longctx/backend/cuda.h"
@@ -87,10 +89,15 @@ size_t Model<B>::arena_bytes(int64_t Bn, int64_t T) {
 
 template <class B>
 size_t Model<B>::op_scratch_bytes(int64_t batch, int64_t T) const {
-  int64_t keys = 0;  // the longest key block of one attention call: a ring chunk
+  // The longest query or key range of one attention call (the ring's calls, merged chunks
+  // included: up to T_loc rows with zigzag).
+  int64_t keys = 0;
   const int sp = par_.sp ? par_.sp->size() : 1;
-  for (int r = 0; r < sp; ++r)
-    for (const auto& seg : seq_layout(T, r, sp, par_.ring == Ring::zigzag).segs) keys = std::max(keys, seg.len);
+  std::vector<SeqLayout> all;
+  for (int r = 0; r < sp; ++r) all.push_back(seq_layout(T, r, sp, par_.ring == Ring::zigzag));
+  for (const SeqLayout& q : all)
+    for (const SeqLayout& k : all)
+      for (const RingCall& c : ring_calls(q, k, tp_.NH, tp_.NKV, m_.head_size())) keys = std::max({keys, c.qn, c.kn});
   ScratchShape s;
   s.keys = keys, s.NH = tp_.NH, s.HS = m_.head_size();
   s.rows = batch * (T / sp), s.C = m_.d_model, s.V = tp_.V;

@@ -39,6 +39,33 @@ SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag) {
   return l;
 }
 
+std::vector<RingCall> ring_calls(const SeqLayout& q, const SeqLayout& k, int64_t NH, int64_t NKV, int64_t HS) {
+  std::vector<RingCall> calls;
+  for (const auto& qs : q.segs)
+    for (const auto& ks : k.segs) {
+      if (ks.pos0 > qs.pos0 + qs.len - 1) continue;       // every key in the future: skipped
+      const bool full = ks.pos0 + ks.len - 1 <= qs.pos0;  // every key at or before every query
+      calls.push_back({qs.local0, qs.len, ks.local0, ks.len,
+                       cpu::AttnShape{1, qs.len, ks.len, NH, NKV, HS, full ? 0 : qs.pos0, full ? 0 : ks.pos0, !full}});
+    }
+  // Merge full calls pairwise until none merge: the same queries and adjacent keys, or the reverse.
+  for (bool merged = true; merged;) {
+    merged = false;
+    for (size_t i = 0; i < calls.size() && !merged; ++i)
+      for (size_t j = 0; j < calls.size() && !merged; ++j) {
+        RingCall &a = calls[i], &b = calls[j];
+        if (i == j || a.shape.causal || b.shape.causal) continue;
+        if (a.q0 == b.q0 && a.qn == b.qn && a.k0 + a.kn == b.k0) a.kn += b.kn;
+        else if (a.k0 == b.k0 && a.kn == b.kn && a.q0 + a.qn == b.q0) a.qn += b.qn;
+        else continue;
+        a.shape.Tq = a.qn, a.shape.Tk = a.kn;
+        calls.erase(calls.begin() + std::ptrdiff_t(j));
+        merged = true;
+      }
+  }
+  return calls;
+}
+
 namespace {
 template <class Act>
 constexpr bool kF32 = std::is_same_v<Act, float>;
@@ -53,8 +80,9 @@ template <class B>
 void RingAttention<B>::configure(int64_t Bn, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
   B_ = Bn, NH_ = NH, NKV_ = NKV, HS_ = HS;
   mine_ = seq_layout(T, rank_, size_, zigzag_);
-  owners_.clear();
+  owners_.clear(), calls_.clear();
   for (int r = 0; r < size_; ++r) owners_.push_back(seq_layout(T, r, size_, zigzag_));
+  for (int r = 0; r < size_; ++r) calls_.push_back(ring_calls(mine_, owners_[size_t(r)], NH, NKV, HS));
   rows_ = Bn * mine_.T_loc;
 }
 
@@ -78,23 +106,16 @@ void RingAttention<B>::progress() {
 }
 
 template <class B>
-cpu::AttnShape RingAttention<B>::pair_shape(const SeqLayout::Segment& qs, const SeqLayout::Segment& ks) const {
-  return cpu::AttnShape{1, qs.len, ks.len, NH_, NKV_, HS_, qs.pos0, ks.pos0, true};
-}
-
-template <class B>
 void RingAttention<B>::step_forward(int owner, Tensor<float> o, Tensor<float> lse, Tensor<const Act> q,
                                     Tensor<const Act> k, Tensor<const Act> v) {
   const int64_t Tl = mine_.T_loc;
   for (int64_t b = 0; b < B_; ++b)
-    for (const auto& qs : mine_.segs)
-      for (const auto& ks : owners_[size_t(owner)].segs) {
-        if (ks.pos0 > qs.pos0 + qs.len - 1) continue;  // every key in this chunk is in the future
-        const int64_t qr = b * Tl + qs.local0, kr = b * Tl + ks.local0;
-        be_.attention_fwd(o.rows(qr, qs.len), lse.rows(qr, qs.len), q.rows(qr, qs.len), k.rows(kr, ks.len),
-                          v.rows(kr, ks.len), pair_shape(qs, ks), /*merge=*/true);
-        progress();
-      }
+    for (const RingCall& c : calls_[size_t(owner)]) {
+      const int64_t qr = b * Tl + c.q0, kr = b * Tl + c.k0;
+      be_.attention_fwd(o.rows(qr, c.qn), lse.rows(qr, c.qn), q.rows(qr, c.qn), k.rows(kr, c.kn), v.rows(kr, c.kn),
+                        c.shape, /*merge=*/true);
+      progress();
+    }
 }
 
 template <class B>
@@ -129,15 +150,13 @@ void RingAttention<B>::step_backward(int owner, Tensor<float> dq, Tensor<float> 
                                      Tensor<const Act> v, Tensor<const float> lse) {
   const int64_t Tl = mine_.T_loc;
   for (int64_t b = 0; b < B_; ++b)
-    for (const auto& qs : mine_.segs)
-      for (const auto& ks : owners_[size_t(owner)].segs) {
-        if (ks.pos0 > qs.pos0 + qs.len - 1) continue;
-        const int64_t qr = b * Tl + qs.local0, kr = b * Tl + ks.local0;
-        be_.attention_bwd(dq.rows(qr, qs.len), dk.rows(kr, ks.len), dv.rows(kr, ks.len), dout.rows(qr, qs.len),
-                          q.rows(qr, qs.len), k.rows(kr, ks.len), v.rows(kr, ks.len), lse.rows(qr, qs.len),
-                          Tensor<const float>(delta_).rows(qr, qs.len), pair_shape(qs, ks));
-        progress();
-      }
+    for (const RingCall& c : calls_[size_t(owner)]) {
+      const int64_t qr = b * Tl + c.q0, kr = b * Tl + c.k0;
+      be_.attention_bwd(dq.rows(qr, c.qn), dk.rows(kr, c.kn), dv.rows(kr, c.kn), dout.rows(qr, c.qn),
+                        q.rows(qr, c.qn), k.rows(kr, c.kn), v.rows(kr, c.kn), lse.rows(qr, c.qn),
+                        Tensor<const float>(delta_).rows(qr, c.qn), c.shape);
+      progress();
+    }
 }
 
 template <class B>

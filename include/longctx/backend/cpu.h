@@ -26,7 +26,7 @@ namespace longctx {
 // (B::op_scratch_bytes): the longest attention block (keys = query rows of one call), the
 // local heads, and the rows and widths of the row-wise ops.
 struct ScratchShape {
-  int64_t keys = 0, NH = 0, HS = 0;  // attention: one ring chunk
+  int64_t keys = 0, NH = 0, HS = 0;  // attention: the longest query or key range of one call
   int64_t rows = 0, C = 0, V = 0;    // RMSNorm / embedding rows, width, this rank's vocabulary
 };
 
