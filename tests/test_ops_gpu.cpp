@@ -313,7 +313,11 @@ TEST_CASE("GPU cross-entropy pieces match the CPU", "[gpu][kernels]") {
     mx.put(mref);
     std::vector<float> gref = z;
     cpu::xent_grad(gref.data(), c.rows, c.V, mref.data(), sref.data(), target.data(), c.v0, scale);
+    Dev<uint16_t> db(sz(c.rows * c.V));
+    gpu::xent_grad_bf16(db.p, dz.p, c.rows, c.V, mx.p, dsum.p, dt.p, c.v0, scale);  // before z is overwritten
+    CHECK(same_bits(dz.get(), z));  // xent_grad_bf16 leaves z as it was
     gpu::xent_grad(dz.p, c.rows, c.V, mx.p, dsum.p, dt.p, c.v0, scale);
+    CHECK(db.get() == bits(dz.get()));  // the one-pass bf16 gradient: the in-place one, rounded
     // exp(z − mx)·k <= scale: the exponential's 2 ulp give <= 2^-21·scale absolute, the target's
     // subtraction one more rounding of scale: atol 2^-20·scale. Rows without a target are exactly 0.
     expect_close(dz.get(), gref, const_tol(0x1p-20 * scale), 0, "dz");

@@ -52,13 +52,13 @@ LossSum LmHead<B>::loss(Tensor<const Act> x, Tensor<const Param> W, Tensor<const
       if (out.top1) be_.download(out.top1 + n0, Tensor<const uint8_t>(top1));
     }
     if (dx.empty() && dW.empty()) continue;
-    be_.xent_grad(z, mx, sum, tg, v0, scale);
     if constexpr (std::is_same_v<Act, float>) {
+      be_.xent_grad(z, mx, sum, tg, v0, scale);  // in place
       if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, z, {}, W, false);
       if (!dW.empty()) be_.linear_bwd({}, dW, z, x.rows(n0, rows), {}, false);
-    } else {  // the products take bf16 operands: the gradient of the logits is cast once
+    } else {  // the products take bf16 operands: the gradient of the logits is written as bf16
       const Tensor<Act> dz = dz_.rows(0, rows);
-      be_.cast(dz, Tensor<const float>(z));
+      be_.xent_grad(dz, Tensor<const float>(z), mx, sum, tg, v0, scale);
       if (!dx.empty()) be_.linear_bwd(dx.rows(n0, rows), {}, dz, {}, W, false);
       if (!dW.empty()) be_.linear_bwd({}, dW, dz, x.rows(n0, rows), {}, false);
     }

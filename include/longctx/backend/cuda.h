@@ -124,6 +124,9 @@ class Cuda {
                  Tensor<const double> zt, Tensor<const int32_t> target, Tensor<double> acc) const;
   void xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const double> sum,
                  Tensor<const int32_t> target, int64_t v0, float scale) const;
+  // The same gradient written as bf16 into dz (z unchanged): the LM head's products read it.
+  void xent_grad(Tensor<bf16> dz, Tensor<const float> z, Tensor<const float> mx, Tensor<const double> sum,
+                 Tensor<const int32_t> target, int64_t v0, float scale) const;
 
   void adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
              float beta2, float eps, float weight_decay, int64_t t, float g_mean = 1.0f, float g_clip = 1.0f,

@@ -19,7 +19,7 @@
 //   cuda/rmsnorm.cu        rmsnorm_fwd, rmsnorm_bwd (+ rmsnorm_bwd_workspace_bytes)
 //   cuda/rope.cu           rope_apply
 //   cuda/swiglu.cu         swiglu_fwd, swiglu_bwd
-//   cuda/cross_entropy.cu  xent_row_max, xent_row_sum, xent_grad
+//   cuda/cross_entropy.cu  xent_row_max, xent_row_sum, xent_grad, xent_grad_bf16
 //   cuda/xent_rows.cu      xent_rows (+ xent_rows_workspace_bytes)
 //   cuda/adamw.cu          adamw_update
 #pragma once
@@ -112,6 +112,10 @@ void xent_row_sum(const float* z, int64_t rows, int64_t V, const float* mx, cons
 // arithmetic: exp(z − mx)·float(scale/sum), then − scale at the target); rows with target < 0 get 0.
 void xent_grad(float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
                const int32_t* target, int64_t v0, float scale, void* stream = nullptr);
+// The same values rounded to bf16 into dz (rows, V), z unchanged: one pass instead of xent_grad
+// and a cast.
+void xent_grad_bf16(uint16_t* dz, const float* z, int64_t rows, int64_t V, const float* mx, const double* sum,
+                    const int32_t* target, int64_t v0, float scale, void* stream = nullptr);
 // Per-row loss (fp32, optional) and top-1 flags (optional) from the reduced statistics, as
 // cpu::xent_rows; acc (2 doubles, device) += {loss sum, number of rows with a target}, summed in a
 // fixed order (deterministic; not the CPU's row order, so equal to it within double rounding).

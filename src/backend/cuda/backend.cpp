@@ -373,6 +373,14 @@ void Cuda::xent_grad(Tensor<float> z, Tensor<const float> mx, Tensor<const doubl
   gpu::xent_grad(z.data, rows, z.row_size(), mx.data, sum.data, target.data, v0, scale, stream_);
 }
 
+void Cuda::xent_grad(Tensor<bf16> dz, Tensor<const float> z, Tensor<const float> mx, Tensor<const double> sum,
+                     Tensor<const int32_t> target, int64_t v0, float scale) const {
+  const int64_t rows = z.size(0);
+  check_rows(rows, "cuda", "xent_grad", mx, sum, target);
+  expect_shape(dz, rows, z.row_size(), "cuda", "xent_grad", "dz");
+  gpu::xent_grad_bf16(bits(dz.data), z.data, rows, z.row_size(), mx.data, sum.data, target.data, v0, scale, stream_);
+}
+
 void Cuda::adamw(Tensor<float> p, Tensor<const float> g, Tensor<float> m, Tensor<float> v, float lr, float beta1,
                  float beta2, float eps, float weight_decay, int64_t t, float g_mean, float g_clip,
                  Tensor<bf16> p_out) const {
