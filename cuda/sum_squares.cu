@@ -1,7 +1,7 @@
 // sum_squares.cu — out[0] = ((x·s).double() ** 2).sum(), x (n) fp32 -> one double (device), written
 //   (=); x·s is rounded to fp32 (the bits of scaling x first). Each square is exact in double (24-bit
 //   mantissas); pass 1: a FIXED grid of kBlocks blocks, each
-//   thread summing x[i], i = tid + k·(kBlocks·256), then a block reduction into workspace[block];
+//   thread summing (x[i]·s)², i = tid + k·(kBlocks·256), then a block reduction into workspace[block];
 //   pass 2: one block adds the kBlocks partials. The order depends on nothing but n: deterministic.
 //   workspace: kBlocks doubles (sum_squares_workspace_bytes()). Nothing saved; n >= 0 (0 gives 0).
 #include "ops_common.cuh"

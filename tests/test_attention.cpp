@@ -174,6 +174,8 @@ TEST_CASE("a ring step's calls cover every visible query-key pair once, zigzag s
           std::vector<int> covered(size_t(q.T_loc * k.T_loc), 0);
           for (const RingCall& c : calls) {
             CHECK((c.shape.Tq == c.qn && c.shape.Tk == c.kn && c.shape.B == 1 && c.shape.NH == 4));
+            REQUIRE((c.q0 >= 0 && c.qn > 0 && c.q0 + c.qn <= q.T_loc));  // inside the local rows
+            REQUIRE((c.k0 >= 0 && c.kn > 0 && c.k0 + c.kn <= k.T_loc));
             for (int64_t i = c.q0; i < c.q0 + c.qn; ++i)
               for (int64_t j = c.k0; j < c.k0 + c.kn; ++j) {
                 // What the call computes for this pair: by the shape's positions when causal.

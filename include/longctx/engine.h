@@ -51,8 +51,9 @@ class StepEngine {
   virtual void zero_grad() = 0;
   // tokens, targets: (B, T_loc) host arrays of this rank. Returns this rank's loss sum and count.
   virtual LossSum micro_batch(const int32_t* tokens, const int32_t* targets) = 0;
-  // Reduces the step's gradient into the shard, normalised by the global target count, and
-  // returns the global loss sum and count (the same on every rank).
+  // Reduces the step's gradient into the shard (a sum over targets: grad_norm, update and
+  // full_gradient apply 1/the global target count as they read it), and returns the global loss
+  // sum and count (the same on every rank).
   virtual LossSum reduce(LossSum local) = 0;
   // The global L2 norm of the reduced gradient (each logical element once), on every rank.
   virtual double grad_norm() = 0;

@@ -37,7 +37,7 @@ SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag);
 
 // One attention call of a ring step, within one sequence: local query rows [q0, q0 + qn) against
 // the visiting block's rows [k0, k0 + kn). shape: causal at the chunks' global positions, or (where
-// every key comes before every query) a full mask, its positions unused.
+// every key is at or before every query) a full mask, its positions unused.
 struct RingCall {
   int64_t q0, qn, k0, kn;
   cpu::AttnShape shape;

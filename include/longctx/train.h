@@ -65,7 +65,7 @@ class Trainer {
 
  private:
   void start_stage();
-  LossSum accumulate_gradient();  // micro-batches and reductions: normalised gradient in the shard
+  LossSum accumulate_gradient();  // micro-batches and reductions: the step's gradient in the shard
   StepRecord step();
   void maybe_checkpoint(bool stage_end);
   void evaluate_stage();  // [eval] after_each_stage: the needle evaluation of the stage's final checkpoint

@@ -93,9 +93,11 @@ Verdict report(PlanBackend b, const Config& cfg, size_t first, int64_t per, doub
   std::string out = fmt::format(
       "\n{} backend, per rank: the largest, rank {} (tp rank {}, sp rank {}, dp·sp shard {}); the ranks of a layout "
       "differ only by their tp and dp·sp shard sizes\n", describe(b), big, w.tp_rank, w.sp_rank, w.dpsp_rank);
-  out += fmt::format("  parameters {} | gradients {} | optimizer shard {} (master, m, v, reduced gradient) | state {}\n",
+  out += fmt::format("  parameters {} | gradients {} | optimizer shard {} (master, m, v{}) | state {}\n",
                      format_bytes(double(w.state.params)), format_bytes(double(w.state.grads)),
-                     format_bytes(double(w.state.optimizer)), format_bytes(double(w.state.total())));
+                     format_bytes(double(w.state.optimizer)),
+                     p.dp * p.sp > 1 ? ", reduced gradient" : "; the gradients are the reduced shard",
+                     format_bytes(double(w.state.total())));
   const char* other = cfg.model.recompute ? "no recompute" : "recompute";
   out += fmt::format("  {:>5} {:>12} {:>12} {:>14} {:>12} {:>10} {:>11} {:>11} {:>13}\n", "stage", "seq_len×mb",
                      "activations", fmt::format("({})", other), "ring K/V,dKV", "LM head", "op scratch", "rank peak",

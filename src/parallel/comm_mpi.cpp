@@ -87,8 +87,11 @@ void MpiComm::do_all_gather(const void* in, void* out, int64_t n, DType t, Strea
     return;
   }
   const MPI_Datatype mt = mpi_type(t);
-  if (n <= piece_) {
-    mpi_check(MPI_Allgather(in, int(n), mt, out, int(n), mt, comm_), "MPI_Allgather");
+  if (n <= piece_) {  // in place (in = this rank's block of out) must say so: MPI forbids aliased buffers
+    const bool in_place = in == at(out, rank_ * n, t);
+    mpi_check(MPI_Allgather(in_place ? MPI_IN_PLACE : in, in_place ? 0 : int(n), in_place ? MPI_DATATYPE_NULL : mt, out,
+                            int(n), mt, comm_),
+              "MPI_Allgather");
     return;
   }
   if (at(out, rank_ * n, t) != in) std::memcpy(at(out, rank_ * n, t), in, block);

@@ -1,5 +1,5 @@
 // elementwise.cpp — the small vector ops between the model's big ones (fp32, host).
-//   add: out = a + b (the residual stream); scale: x *= s (gradient normalisation, clipping);
+//   add: out = a + b (the residual stream); scale: x *= s;
 //   sum_squares: sum of (x·s)² in double, in index order (the same bits on every run and thread count).
 #include "longctx/ops.h"
 
@@ -15,13 +15,13 @@ void scale(float* x, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
 }
 
-double sum_squares(const float* x, int64_t n, float scale) {
-  double s = 0.0;
+double sum_squares(const float* x, int64_t n, float s) {
+  double acc = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    const double xi = double(x[i] * scale);  // rounded to fp32 first: scale(x) then sum_squares(x)
-    s += xi * xi;
+    const double xi = double(x[i] * s);  // rounded to fp32 first: scale(x, s) then sum_squares(x)
+    acc += xi * xi;
   }
-  return s;
+  return acc;
 }
 
 }  // namespace longctx::cpu
