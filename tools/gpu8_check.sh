@@ -7,7 +7,8 @@
 #          contiguous against one GPU; 20-step curves; a checkpoint resumed at another layout
 # fail     a failure injected on rank 3 at step 2 (LONGCTX_FAIL_AT) must end all 8 ranks within
 #          seconds, with a non-zero status (MPI_Abort ends the job; no rank waits in NCCL)
-# ring     build/bench_ring at sp = 8, 8K and 32K tokens per GPU, hd 128 and 64, against the ideal
+# ring     build/bench_ring at sp = 8, 8K and 32K tokens per GPU, hd 128 and 64, against the ideal,
+#          then its compute-only bound on GPU 0 alone (--simulate 8), the prediction in the same call
 # scale    one training step of the 134M at 4M tokens and the 1B at 1M (recompute), tok/s, MFU
 # llama8b  longctx plan of the seed's schedule, then its first stage (64K) at tp = 8 for 3 steps
 set -uo pipefail
@@ -40,7 +41,10 @@ if [[ $steps == *fail* ]]; then
   grep -m3 -E "error|injected|Abort" "$OUT/fail.log"
 fi
 if [[ $steps == *ring* ]]; then
-  for hd in 128 64; do $MPI build/bench_ring --tloc 8192,32768 --hd $hd; done 2>&1 | tee "$OUT/ring.log"
+  {
+    for hd in 128 64; do $MPI build/bench_ring --tloc 8192,32768 --hd $hd; done
+    for hd in 128 64; do CUDA_VISIBLE_DEVICES=0 build/bench_ring --simulate 8 --tloc 8192,32768 --hd $hd; done
+  } 2>&1 | tee "$OUT/ring.log"
 fi
 if [[ $steps == *scale* ]]; then
   {
