@@ -98,6 +98,12 @@ TEST_CASE("GPU sum_squares matches the CPU's double sum and repeats to the bit",
     // ~sqrt(n)·2^-53 = 2e-13): 1e-12.
     CHECK(std::fabs(got - ref) <= 1e-12 * ref + 1e-300);
     CHECK(std::memcmp(&got, &out2.get()[0], sizeof(double)) == 0);  // the same bits again
+    // The factor folded in gives the bits of the separate passes it replaces: scale, then sum.
+    Dev<float> xs(x);
+    Dev<double> out3(1);
+    gpu::scale_f32(xs.p, s, n);
+    gpu::sum_squares(out3.p, xs.p, n, 1.0f, ws.p, ws.n);
+    CHECK(std::memcmp(&got, &out3.get()[0], sizeof(double)) == 0);
   }
   Dev<double> zero(1);
   gpu::sum_squares(zero.p, nullptr, 0, 1.0f, ws.p, ws.n);
