@@ -65,21 +65,26 @@ int main(int argc, char** argv) {
   int iters = 10;
   bool causal = true;
   std::string fwd_name = "auto", bwd_name = "auto";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); }
-      return argv[++i];
-    };
-    if (a == "--T") Ts = bench::int_list(next());
-    else if (a == "--hd") hds = bench::int_list(next());
-    else if (a == "--heads") H = std::stoll(next());
-    else if (a == "--tokens") tokens = std::stoll(next());
-    else if (a == "--iters") iters = std::stoi(next());
-    else if (a == "--noncausal") causal = false;
-    else if (a == "--fwd") fwd_name = next();
-    else if (a == "--bwd") bwd_name = next();
-    else { std::fprintf(stderr, "unknown option %s (see the file's header)\n", a.c_str()); return 2; }
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--T") Ts = bench::int_list(a, next());
+      else if (a == "--hd") hds = bench::int_list(a, next());
+      else if (a == "--heads") H = bench::integer(a, next());
+      else if (a == "--tokens") tokens = bench::integer(a, next());
+      else if (a == "--iters") iters = int(bench::integer(a, next()));
+      else if (a == "--noncausal") causal = false;
+      else if (a == "--fwd") fwd_name = next();
+      else if (a == "--bwd") bwd_name = next();
+      else throw std::invalid_argument("unknown option " + a + " (see the file's header)");
+    }
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "bench_attention: %s\n", e.what());
+    return 2;
   }
   const auto fwd_kernel = kernel_named<gpu::FwdKernel>(fwd_name, "--fwd");
   const auto bwd_kernel = kernel_named<gpu::BwdKernel>(bwd_name, "--bwd");  // mma: deterministic

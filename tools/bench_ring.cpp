@@ -142,6 +142,38 @@ void simulate_ring(const Cuda& be, int sp, bool zigzag, const std::vector<int64_
   }
 }
 
+// The ring over every rank of MPI_COMM_WORLD, one GPU each, against the ideal (see the header).
+void measure_ring(const Cuda& be, const std::string& transport, bool zigzag, const std::vector<int64_t>& tlocs,
+                  int64_t NH, int64_t NKV, int64_t HS, int iters) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::unique_ptr<Comm> sp;
+#if defined(LONGCTX_NCCL)
+  if (transport == "nccl") sp = std::make_unique<NcclComm>(MPI_COMM_WORLD);
+#endif
+  if (transport == "mpi") sp = std::make_unique<StagedMpiComm>(MPI_COMM_WORLD);
+  CHECK_HINT(sp, "--transport mpi, or a build with NCCL", "bench_ring: transport {} is not available", transport);
+  if (rank == 0)
+    std::printf("longctx ring attention on %d x %s, transport %s, ring %s, H=%lld KV=%lld hd=%lld, causal\n", size,
+                be.describe().c_str(), transport.c_str(), zigzag ? "zigzag" : "contiguous", (long long)NH,
+                (long long)NKV, (long long)HS);
+  for (const int64_t tl : tlocs) {
+    const Shape sh{tl * size, NH, NKV, HS};
+    const double ring_s = time_ring(be, sp.get(), MPI_COMM_WORLD, zigzag, sh, iters, 1 + uint64_t(rank));
+    double one_s = 0.0;
+    if (rank == 0) one_s = time_ring(be, nullptr, MPI_COMM_SELF, true, sh, std::max(1, iters / 2), 7);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+      const double flop = causal_flops(sh), ideal = one_s / size;
+      std::printf("sp=%d T_loc=%lld T=%lld: ring %.2f ms (%.0f TFLOP/s per GPU) | one GPU on T %.1f ms, ideal %.2f ms "
+                  "| efficiency %.1f%%\n", size, (long long)tl, (long long)sh.T, ring_s * 1e3,
+                  flop / size / ring_s / 1e12, one_s * 1e3, ideal * 1e3, 100.0 * ideal / ring_s);
+      std::fflush(stdout);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,27 +185,27 @@ int main(int argc, char** argv) {
   int64_t NH = 16, NKV = 16, HS = 128;
   int iters = 5, simulate = 0;
   std::string ring_name = "zigzag", transport = "nccl";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        if (rank == 0) std::fprintf(stderr, "bench_ring: %s needs a value\n", a.c_str());
-        MPI_Abort(MPI_COMM_WORLD, 2);
-      }
-      return argv[++i];
-    };
-    if (a == "--tloc") tlocs = bench::int_list(next());
-    else if (a == "--heads") NH = std::stoll(next());
-    else if (a == "--kv-heads") NKV = std::stoll(next());
-    else if (a == "--hd") HS = std::stoll(next());
-    else if (a == "--ring") ring_name = next();
-    else if (a == "--transport") transport = next();
-    else if (a == "--iters") iters = std::max(1, std::stoi(next()));
-    else if (a == "--simulate") simulate = std::stoi(next());
-    else {
-      if (rank == 0) std::fprintf(stderr, "bench_ring: unknown option %s (see the header of tools/bench_ring.cpp)\n", a.c_str());
-      MPI_Abort(MPI_COMM_WORLD, 2);
+  try {  // every rank reads the same command line: every rank refuses it alike, rank 0 says why
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--tloc") tlocs = bench::int_list(a, next());
+      else if (a == "--heads") NH = bench::integer(a, next());
+      else if (a == "--kv-heads") NKV = bench::integer(a, next());
+      else if (a == "--hd") HS = bench::integer(a, next());
+      else if (a == "--ring") ring_name = next();
+      else if (a == "--transport") transport = next();
+      else if (a == "--iters") iters = int(std::max<int64_t>(1, bench::integer(a, next())));
+      else if (a == "--simulate") simulate = int(bench::integer(a, next()));
+      else throw std::invalid_argument("unknown option " + a + " (see the header of tools/bench_ring.cpp)");
     }
+  } catch (const std::invalid_argument& e) {
+    if (rank == 0) std::fprintf(stderr, "bench_ring: %s\n", e.what());
+    MPI_Finalize();
+    return 2;
   }
   try {
     MPI_Comm node;
@@ -188,35 +220,9 @@ int main(int argc, char** argv) {
       CHECK_HINT(size == 1 && simulate >= 2, "build/bench_ring --simulate 8 (one process)",
                  "bench_ring: --simulate {} on {} ranks", simulate, size);
       simulate_ring(be, simulate, ring_name == "zigzag", tlocs, NH, NKV, HS, iters);
-      MPI_Comm_free(&node);
-      MPI_Finalize();
-      return 0;
+    } else {
+      measure_ring(be, transport, ring_name == "zigzag", tlocs, NH, NKV, HS, iters);
     }
-    std::unique_ptr<Comm> sp;
-#if defined(LONGCTX_NCCL)
-    if (transport == "nccl") sp = std::make_unique<NcclComm>(MPI_COMM_WORLD);
-#endif
-    if (transport == "mpi") sp = std::make_unique<StagedMpiComm>(MPI_COMM_WORLD);
-    CHECK_HINT(sp, "--transport mpi, or a build with NCCL", "bench_ring: transport {} is not available", transport);
-    if (rank == 0)
-      std::printf("longctx ring attention on %d x %s, transport %s, ring %s, H=%lld KV=%lld hd=%lld, causal\n", size,
-                  be.describe().c_str(), transport.c_str(), ring_name.c_str(), (long long)NH, (long long)NKV,
-                  (long long)HS);
-    for (const int64_t tl : tlocs) {
-      const Shape sh{tl * size, NH, NKV, HS};
-      const double ring_s = time_ring(be, sp.get(), MPI_COMM_WORLD, ring_name == "zigzag", sh, iters, 1 + uint64_t(rank));
-      double one_s = 0.0;
-      if (rank == 0) one_s = time_ring(be, nullptr, MPI_COMM_SELF, true, sh, std::max(1, iters / 2), 7);
-      MPI_Barrier(MPI_COMM_WORLD);
-      if (rank == 0) {
-        const double flop = causal_flops(sh), ideal = one_s / size;
-        std::printf("sp=%d T_loc=%lld T=%lld: ring %.2f ms (%.0f TFLOP/s per GPU) | one GPU on T %.1f ms, ideal %.2f ms "
-                    "| efficiency %.1f%%\n", size, (long long)tl, (long long)sh.T, ring_s * 1e3,
-                    flop / size / ring_s / 1e12, one_s * 1e3, ideal * 1e3, 100.0 * ideal / ring_s);
-        std::fflush(stdout);
-      }
-    }
-    sp.reset();
     MPI_Comm_free(&node);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_ring (rank %d): %s\n", rank, e.what());

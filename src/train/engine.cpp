@@ -133,7 +133,7 @@ class Engine final : public StepEngine {
     const float clip = o.grad_clip > 0.0 && gnorm > o.grad_clip ? float(o.grad_clip / gnorm) : 1.0f;
     // The spans tile the shard (constructor), so AdamW writes this rank's whole block of the
     // parameters with the master weights; the gather then needs no cast.
-    const int64_t mine = c_.dpsp->rank() * shard_n_;
+    const int64_t mine = own_block();
     for (const auto& sp : spans_) {
       const int64_t b = sp.begin, n = sp.end - sp.begin;
       be_.adamw(master_.rows(b, n), gshard_.rows(b, n), m_.rows(b, n), v_.rows(b, n), float(lr), float(o.beta1),
@@ -229,11 +229,14 @@ class Engine final : public StepEngine {
     check_memory_fits(g_, pool, need.state, peaks, names, "train", &cfg_.model);
     return need.state.total();
   }
+  // Where this rank's block of the flat parameters starts (lo_, except past the end of the layout:
+  // an empty shard still has its place in the padded buffer).
+  int64_t own_block() const { return c_.dpsp->rank() * shard_n_; }
   // The parameters from the master shards: this rank's block of the parameters is its master
   // shard as Param (written here when `write_block`, or already by adamw), then the blocks are
   // gathered in place.
   void gather_params(bool write_block = true) {
-    const int64_t mine = c_.dpsp->rank() * shard_n_;
+    const int64_t mine = own_block();
     if (write_block) {
       const Tensor<const float> shard = Tensor<const float>(master_).rows(0, hi_ - lo_);
       if constexpr (std::is_same_v<Param, float>) be_.copy(params_.rows(mine, hi_ - lo_), shard);

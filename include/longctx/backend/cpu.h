@@ -69,7 +69,6 @@ struct Cpu {
   template <class T>
   void copy(Tensor<T> dst, Tensor<const T> src) const;
   void add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const;  // out = a + b
-  void scale(Tensor<float> x, float s) const;                                       // x *= s
   // out (1) = sum of (x·s)² in double, fixed order (out is backend memory: the caller downloads it).
   void sum_squares(Tensor<double> out, Tensor<const float> x, float s = 1.0f) const;
 

@@ -85,7 +85,6 @@ class Cuda {
   void cast(Tensor<bf16> out, Tensor<const float> in) const;  // round to nearest even
   void add(Tensor<bf16> out, Tensor<const bf16> a, Tensor<const bf16> b) const;
   void add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) const;
-  void scale(Tensor<float> x, float s) const;
   void sum_squares(Tensor<double> out, Tensor<const float> x, float s = 1.0f) const;  // out (1) = Σ (x·s)²
 
   // ---- the model's ops: backend/cpu.h's names and shapes ----

@@ -46,7 +46,6 @@ void Cpu::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) c
         out.numel(), a.numel(), b.numel());
   cpu::add(out.data, a.data, b.data, out.numel());
 }
-void Cpu::scale(Tensor<float> x, float s) const { cpu::scale(x.data, s, x.numel()); }
 void Cpu::sum_squares(Tensor<double> out, Tensor<const float> x, float s) const {
   CHECK(out.numel() == 1, "cpu::sum_squares: the result is one double");
   out.data[0] = cpu::sum_squares(x.data, x.numel(), s);

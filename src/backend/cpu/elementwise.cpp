@@ -1,5 +1,6 @@
 // elementwise.cpp — the small vector ops between the model's big ones (fp32, host).
-//   add: out = a + b (the residual stream); scale: x *= s;
+//   add: out = a + b (the residual stream); scale: x *= s (the reference the folded factors of
+//   sum_squares and adamw_update are tested against);
 //   sum_squares: sum of (x·s)² in double, in index order (the same bits on every run and thread count).
 #include "longctx/ops.h"
 

@@ -209,7 +209,6 @@ void Cuda::add(Tensor<float> out, Tensor<const float> a, Tensor<const float> b) 
         a.numel(), b.numel());
   gpu::add_f32(out.data, a.data, b.data, out.numel(), stream_);
 }
-void Cuda::scale(Tensor<float> x, float s) const { gpu::scale_f32(x.data, s, x.numel(), stream_); }
 
 void Cuda::sum_squares(Tensor<double> out, Tensor<const float> x, float s) const {
   CHECK(out.numel() == 1, "cuda::sum_squares: the result is one double");
