@@ -1,7 +1,8 @@
 // flash_bwd.cu — attention backward from (Q, K, V, dO, LSE, delta), mma.sync bf16 -> fp32.
 //   P = exp(S·scale - lse), dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP - delta), dQ = dS·K·scale,
 //   dK = dSᵀ·Q·scale. Q/dO (B,Tq,NH,HS), K/V (B,Tk,NKV,HS) bf16 with strides; dq/dk/dv fp32
-//   contiguous, accumulated (+=) so that ring steps add up.
+//   contiguous; dq accumulated (+=) so that ring steps add up, dk/dv accumulated or written
+//   (BwdArgs::dkv_add; written: every key row of the block, zeros where no query sees it).
 //   Deterministic, no atomics: kernel 1 owns a tile of 16·WARPS keys of one K/V head and walks all
 //   query tiles of all query heads of its group (dK, dV); kernel 2 owns 16·WARPS query rows and
 //   walks the key tiles (dQ). Both recompute S and dP (7 matmuls instead of 5).
@@ -25,14 +26,16 @@ __device__ __forceinline__ void c_to_a(uint32_t* a, const float* c0, const float
   a[2] = pack_bf16(c1[0], c1[1]), a[3] = pack_bf16(c1[2], c1[3]);
 }
 
-// dst[col] += scale·acc for this lane's columns (8·dt + 2·(lane%4), +1) of row half hr (C layout).
+// dst[col] += scale·acc (or = when !accumulate) for this lane's columns (8·dt + 2·(lane%4), +1)
+// of row half hr (C layout).
 template <int DT>
-__device__ __forceinline__ void add_row(float* dst, const float (&acc)[DT][4], int hr, float scale) {
+__device__ __forceinline__ void add_row(float* dst, const float (&acc)[DT][4], int hr, float scale,
+                                        bool accumulate = true) {
   const int c = (threadIdx.x & 31) % 4;
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
     float2* p = reinterpret_cast<float2*>(dst + dt * 8 + 2 * c);
-    float2 x = *p;
+    float2 x = accumulate ? *p : make_float2(0.f, 0.f);
     x.x += acc[dt][2 * hr] * scale, x.y += acc[dt][2 * hr + 1] * scale;
     *p = x;
   }
@@ -153,8 +156,8 @@ __global__ void __launch_bounds__(WARPS * 32) flash_bwd_dkdv_kernel(const BwdArg
   for (int hr = 0; hr < 2; ++hr) {
     if (key[hr] >= s.Tk) continue;
     const int64_t base = ((b * s.Tk + key[hr]) * s.NKV + kvh) * HS;
-    add_row(a.dk + base, dk, hr, a.scale);
-    add_row(a.dv + base, dv, hr, 1.f);
+    add_row(a.dk + base, dk, hr, a.scale, a.dkv_add);
+    add_row(a.dv + base, dv, hr, 1.f, a.dkv_add);
   }
 }
 
@@ -280,17 +283,24 @@ void launch_bwd(const BwdArgs& a, cudaStream_t st) {
 
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-               float* dv, void* stream, BwdKernel kernel) {
+               float* dv, void* stream, BwdKernel kernel, bool dkv_accumulate) {
   check_flash_shape(s);
   check_flash_align(q, 16, "q"), check_flash_align(k, 16, "k"), check_flash_align(v, 16, "v");
   check_flash_align(dout, 16, "dout"), check_flash_align(lse, 4, "lse"), check_flash_align(delta, 4, "delta");
   check_flash_align(dq, 8, "dq"), check_flash_align(dk, 8, "dk"), check_flash_align(dv, 8, "dv");
-  if (s.mask == Mask::kSkip) return;
+  auto st = static_cast<cudaStream_t>(stream);
+  if (s.mask == Mask::kSkip) {  // no query sees a key: dq, and accumulated dk/dv, unchanged
+    if (!dkv_accumulate && s.B * s.Tk > 0) {
+      const size_t bytes = size_t(s.B * s.Tk * s.NKV * s.HS) * sizeof(float);
+      CUDA_CHECK(cudaMemsetAsync(dk, 0, bytes, st));
+      CUDA_CHECK(cudaMemsetAsync(dv, 0, bytes, st));
+    }
+    return;
+  }
   const double scale = 1.0 / std::sqrt(double(s.HS));
   BwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<const __nv_bfloat16*>(dout),
-            lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634)};
-  auto st = static_cast<cudaStream_t>(stream);
+            lse, delta, dq, dk, dv, s, float(scale), float(scale * 1.4426950408889634), dkv_accumulate};
   if (kernel == BwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
   if (kernel == BwdKernel::kWgmma || (kernel == BwdKernel::kAuto && wgmma_available())) {
     flash_bwd_wgmma(a, st);

@@ -245,7 +245,8 @@ __device__ __forceinline__ void add_dq(const float (&dq)[N / 2], const BwdArgs& 
   }
 }
 
-// dK, dV rows of this warpgroup: read-modify-write (this block owns them).
+// dK, dV rows of this warpgroup (this block owns them): read-modify-write, or written when
+// !a.dkv_add.
 template <int HS>
 __device__ __forceinline__ void store_dkv(const float (&dk)[HS / 2], const float (&dv)[HS / 2], const BwdArgs& a,
                                           const Walk& w, int wg, int warp, int g, int c) {
@@ -258,7 +259,8 @@ __device__ __forceinline__ void store_dkv(const float (&dk)[HS / 2], const float
     for (int j = 0; j < HS / 8; ++j) {
       float2* pk = reinterpret_cast<float2*>(a.dk + at + j * 8);
       float2* pv = reinterpret_cast<float2*>(a.dv + at + j * 8);
-      float2 x = *pk, y = *pv;
+      float2 x = make_float2(0.f, 0.f), y = x;
+      if (a.dkv_add) x = *pk, y = *pv;
       x.x += dk[4 * j + 2 * hr] * a.scale, x.y += dk[4 * j + 2 * hr + 1] * a.scale;
       y.x += dv[4 * j + 2 * hr], y.y += dv[4 * j + 2 * hr + 1];
       *pk = x, *pv = y;

@@ -17,17 +17,32 @@ struct BwdArgs {
   float *dq, *dk, *dv;
   FlashShape s;
   float scale, scale_log2;  // 1/sqrt(HS), and times log2(e)
+  bool dkv_add = true;      // dk/dv += the block's (true) or = (false); dq is always +=
 };
 // Throws longctx::Error naming the failed call, its error string and file:line, with a hint.
 [[noreturn]] void cuda_fail(const char* call, const char* error, const char* file, int line);
 // The sm_90a forward (cuda/flash_fwd_wgmma.cu); same contract as flash_fwd.
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                     uint16_t* o, float* o32, float* lse, void* stream);
+                     uint16_t* o, float* o32, float* lse, void* stream, bool merge);
 // The sm_90a backward (cuda/flash_bwd_wgmma.cu); same contract as flash_bwd, dQ by atomics.
 void flash_bwd_wgmma(const BwdArgs& a, cudaStream_t stream);
 }  // namespace longctx::gpu
 
 namespace longctx::gpu {
+// The exact (O, LSE) merge (flash_merge; the forward kernels' epilogue with `merge`): a running
+// partial of lse a (may be -inf) and a block's of lse b (finite) give lse and the two weights;
+// o' = fma(o, wa, o_blk·wb).
+struct MergeWeights {
+  float wa, wb, lse;
+};
+__device__ __forceinline__ MergeWeights merge_weights(float a, float b) {
+  const float mx = fmaxf(a, b), tot = mx + logf(expf(a - mx) + expf(b - mx));
+  return {expf(a - tot), expf(b - tot), tot};
+}
+__device__ __forceinline__ float2 merge_o(float2 o, float x0, float x1, const MergeWeights& w) {
+  return make_float2(__fmaf_rn(o.x, w.wa, x0 * w.wb), __fmaf_rn(o.y, w.wa, x1 * w.wb));
+}
+
 // Keys [0, end) that any of the query rows [q0, q0 + rows) may see (all of them unless causal).
 __device__ __forceinline__ int64_t visible_key_end(const FlashShape& s, int64_t q0, int64_t rows) {
   if (s.mask != Mask::kCausal) return s.Tk;

@@ -1,6 +1,7 @@
 // flash_fwd.cu — O = softmax(Q·Kᵀ·scale + mask)·V, online softmax, mma.sync bf16 -> fp32.
 //   Q/O (B,Tq,NH,HS) and K/V (B,Tk,NKV,HS) bf16 with strides; lse (B,Tq,NH) fp32 (natural log);
-//   O as bf16 and/or the fp32 partial (B,Tq,NH,HS) for ring merges.
+//   O as bf16 and/or the fp32 partial (B,Tq,NH,HS) for ring merges, or (merge) the block's result
+//   merged into a running fp32 partial in the epilogue (flash_merge's formula, flash_common.cuh).
 //   Block = 16·MT·WARPS query rows of one (batch, head); each warp owns 16·MT rows, keeps their
 //   S (16·MT x 64) and O (16·MT x HS) in registers and re-reads Q fragments from shared memory;
 //   K/V tiles of 64 keys stream through shared memory, double-buffered with cp.async; their
@@ -28,6 +29,7 @@ struct FwdArgs {
   float *o32, *lse;
   FlashShape s;
   float scale_log2;  // softmax scale · log2(e): scores live in the log2 domain
+  bool merge;        // (o32, lse) hold a running partial: merge into them (flash_fwd)
 };
 
 template <int HS, int WARPS, int MT>
@@ -167,7 +169,15 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FwdArgs a) 
   }
   cp_async_wait<0>();
 
-  // Finish: full row sums over the 4 lanes of a row, normalise, write.
+  // Finish: full row sums over the 4 lanes of a row, normalise, write (or merge into the running
+  // partial: every lane of a row reads its old lse before lane c = 0 writes it).
+  float old[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr)
+      old[mt][hr] = a.merge && row[mt][hr] < s.Tq ? a.lse[(b * s.Tq + row[mt][hr]) * s.NH + h] : -INFINITY;
+  __syncwarp();
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -177,18 +187,28 @@ __global__ void __launch_bounds__(WARPS * 32) flash_fwd_kernel(const FwdArgs a) 
       L += __shfl_xor_sync(0xffffffff, L, 2);
       const int64_t r = row[mt][hr];
       if (r >= s.Tq) continue;
-      const float inv = L > 0.f ? 1.f / L : 0.f;
+      const float inv = L > 0.f ? 1.f / L : 0.f, lse = L > 0.f ? (m[mt][hr] + log2f(L)) * 0.69314718056f : -INFINITY;
       const int64_t orow = b * s.q_sb + r * s.q_st + h * s.q_sh;
-      const int64_t o32row = ((b * s.Tq + r) * s.NH + h) * HS;
+      float* o32 = a.o32 + ((b * s.Tq + r) * s.NH + h) * HS + 2 * c;
+      float* lse_at = a.lse + (b * s.Tq + r) * s.NH + h;
+      if (a.merge) {
+        if (lse == -INFINITY) continue;  // the row saw no key of this block: unchanged
+        const MergeWeights w = merge_weights(old[mt][hr], lse);
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+          float2* p = reinterpret_cast<float2*>(o32 + dt * 8);
+          *p = merge_o(*p, o[mt][dt][2 * hr] * inv, o[mt][dt][2 * hr + 1] * inv, w);
+        }
+        if (c == 0) *lse_at = w.lse;
+        continue;
+      }
 #pragma unroll
       for (int dt = 0; dt < DT; ++dt) {
         const float x0 = o[mt][dt][2 * hr] * inv, x1 = o[mt][dt][2 * hr + 1] * inv;
-        const int col = dt * 8 + 2 * c;
-        if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + col) = __floats2bfloat162_rn(x0, x1);
-        if (a.o32) *reinterpret_cast<float2*>(a.o32 + o32row + col) = make_float2(x0, x1);
+        if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + dt * 8 + 2 * c) = __floats2bfloat162_rn(x0, x1);
+        if (a.o32) *reinterpret_cast<float2*>(o32 + dt * 8) = make_float2(x0, x1);
       }
-      if (c == 0)
-        a.lse[(b * s.Tq + r) * s.NH + h] = L > 0.f ? (m[mt][hr] + log2f(L)) * 0.69314718056f : -INFINITY;
+      if (c == 0) *lse_at = lse;
     }
 }
 
@@ -221,20 +241,21 @@ bool wgmma_available() {
 }
 
 void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-               uint16_t* o, float* o32, float* lse, void* stream, FwdKernel kernel) {
+               uint16_t* o, float* o32, float* lse, void* stream, FwdKernel kernel, bool merge) {
   check_flash_shape(s);
   flash_require(o || o32, "flash_fwd: no output (o and o32 are both null)");
+  flash_require(!merge || (o32 && !o), "flash_fwd: merge needs the running fp32 partial o32, and no bf16 o");
   check_flash_align(q, 16, "q"), check_flash_align(k, 16, "k"), check_flash_align(v, 16, "v");
   check_flash_align(o, 16, "o"), check_flash_align(o32, 8, "o32"), check_flash_align(lse, 4, "lse");
   if (s.mask == Mask::kSkip) return;
   if (kernel == FwdKernel::kWgmma) flash_require(wgmma_available(), "the wgmma kernel needs an sm_90 GPU");
   if (kernel == FwdKernel::kWgmma || (kernel == FwdKernel::kAuto && wgmma_available())) {
-    flash_fwd_wgmma(s, q, k, v, o, o32, lse, stream);
+    flash_fwd_wgmma(s, q, k, v, o, o32, lse, stream, merge);
     return;
   }
   FwdArgs a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
             reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<__nv_bfloat16*>(o), o32, lse, s,
-            float(1.4426950408889634 / std::sqrt(double(s.HS)))};
+            float(1.4426950408889634 / std::sqrt(double(s.HS))), merge};
   auto st = static_cast<cudaStream_t>(stream);
   // Default: 4 warps of 2 m-tiles (32 query rows) each, so every K/V fragment read from shared
   // memory feeds two mma's. LONGCTX_FLASH_FWD_MT=1 selects v1 (16 rows per warp) for comparison

@@ -28,6 +28,7 @@ struct Args {
   float *o32, *lse;
   FlashShape s;
   float scale_log2;
+  bool merge;  // (o32, lse) hold a running partial: merge into them (flash_fwd)
 };
 
 // One tile's online softmax for this thread's two rows (row[hr]): masks the scores where the
@@ -115,29 +116,47 @@ __device__ __forceinline__ void issue_pv(float* o, const uint32_t (&pa)[BC / 16]
   wgmma_commit();
 }
 
-// O, lse of this thread's two rows (normalised by the row sums).
+// O, lse of this thread's two rows (normalised by the row sums); with a.merge, merged into the
+// running (o32, lse) instead (every lane of a row reads its old lse before lane c = 0 writes it).
 template <int HS>
 __device__ __forceinline__ void store_o(const float* o, const float (&m)[2], const float (&l)[2], const Args& a,
                                         const int64_t (&row)[2], int64_t b, int64_t h, int c) {
   const FlashShape& s = a.s;
+  float old[2] = {-INFINITY, -INFINITY};
+  if (a.merge) {
+#pragma unroll
+    for (int hr = 0; hr < 2; ++hr)
+      if (row[hr] < s.Tq) old[hr] = a.lse[(b * s.Tq + row[hr]) * s.NH + h];
+    __syncwarp();
+  }
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
     float L = l[hr];
     L += __shfl_xor_sync(0xffffffff, L, 1);
     L += __shfl_xor_sync(0xffffffff, L, 2);
     if (row[hr] >= s.Tq) continue;
-    const float inv = L > 0.f ? 1.f / L : 0.f;
+    const float inv = L > 0.f ? 1.f / L : 0.f, lse = L > 0.f ? (m[hr] + log2f(L)) * 0.69314718056f : -INFINITY;
     const int64_t orow = b * s.q_sb + row[hr] * s.q_st + h * s.q_sh;
-    const int64_t o32row = ((b * s.Tq + row[hr]) * s.NH + h) * HS;
+    float* o32 = a.o32 + ((b * s.Tq + row[hr]) * s.NH + h) * HS + 2 * c;
+    float* lse_at = a.lse + (b * s.Tq + row[hr]) * s.NH + h;
+    if (a.merge) {
+      if (lse == -INFINITY) continue;  // the row saw no key of this block: unchanged
+      const MergeWeights w = merge_weights(old[hr], lse);
+#pragma unroll
+      for (int j = 0; j < HS / 8; ++j) {
+        float2* p = reinterpret_cast<float2*>(o32 + j * 8);
+        *p = merge_o(*p, o[4 * j + 2 * hr] * inv, o[4 * j + 2 * hr + 1] * inv, w);
+      }
+      if (c == 0) *lse_at = w.lse;
+      continue;
+    }
 #pragma unroll
     for (int j = 0; j < HS / 8; ++j) {
       const float x0 = o[4 * j + 2 * hr] * inv, x1 = o[4 * j + 2 * hr + 1] * inv;
-      const int col = j * 8 + 2 * c;
-      if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + col) = __floats2bfloat162_rn(x0, x1);
-      if (a.o32) *reinterpret_cast<float2*>(a.o32 + o32row + col) = make_float2(x0, x1);
+      if (a.o) *reinterpret_cast<__nv_bfloat162*>(a.o + orow + j * 8 + 2 * c) = __floats2bfloat162_rn(x0, x1);
+      if (a.o32) *reinterpret_cast<float2*>(o32 + j * 8) = make_float2(x0, x1);
     }
-    if (c == 0)
-      a.lse[(b * s.Tq + row[hr]) * s.NH + h] = L > 0.f ? (m[hr] + log2f(L)) * 0.69314718056f : -INFINITY;
+    if (c == 0) *lse_at = lse;
   }
 }
 
@@ -227,10 +246,10 @@ void launch(Kernel kernel, size_t smem, const Args& a, cudaStream_t st) {
 
 // Called by flash_fwd on sm_90 devices (see flash_fwd.cu).
 void flash_fwd_wgmma(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                     uint16_t* o, float* o32, float* lse, void* stream) {
+                     uint16_t* o, float* o32, float* lse, void* stream, bool merge) {
   Args a{reinterpret_cast<const __nv_bfloat16*>(q), reinterpret_cast<const __nv_bfloat16*>(k),
          reinterpret_cast<const __nv_bfloat16*>(v), reinterpret_cast<__nv_bfloat16*>(o), o32, lse, s,
-         float(1.4426950408889634 / std::sqrt(double(s.HS)))};
+         float(1.4426950408889634 / std::sqrt(double(s.HS))), merge};
   auto st = static_cast<cudaStream_t>(stream);
   const size_t smem = size_t(BR + 4 * BC) * s.HS * sizeof(__nv_bfloat16) + 1024;
   if (s.HS == 128) launch<128>(flash_fwd_wgmma_kernel<128>, smem, a, st);

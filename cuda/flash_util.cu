@@ -41,12 +41,10 @@ __global__ void merge_kernel(float* o, float* lse, const float* ob, const float*
   if (r >= rows) return;
   const float a = lse[r], bl = lb[r];
   if (bl == -INFINITY) return;  // the block saw nothing for this row
-  const float mx = fmaxf(a, bl);
-  const float tot = mx + logf(expf(a - mx) + expf(bl - mx));
-  const float wa = expf(a - tot), wb = expf(bl - tot);
-  for (int64_t d = lane; d < HS; d += 32) o[r * HS + d] = o[r * HS + d] * wa + ob[r * HS + d] * wb;
+  const MergeWeights w = merge_weights(a, bl);
+  for (int64_t d = lane; d < HS; d += 32) o[r * HS + d] = __fmaf_rn(o[r * HS + d], w.wa, ob[r * HS + d] * w.wb);
   __syncwarp();
-  if (lane == 0) lse[r] = tot;
+  if (lane == 0) lse[r] = w.lse;
 }
 
 __global__ void to_bf16_kernel(__nv_bfloat16* out, const float* in, int64_t n) {

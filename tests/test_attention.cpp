@@ -2,6 +2,7 @@
 // matrix per head, fine at test sizes), the ring-step interface (offsets, merging partials over
 // key blocks), the backward against a double reference and finite differences, and the ring's
 // calls per step (which query and key rows each attention call of a ring step covers).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -125,6 +126,42 @@ TEST_CASE("attention backward equals the double reference and finite differences
   }
 }
 
+TEST_CASE("attention backward writing dK/dV equals accumulating into zeros, bit for bit", "[op]") {
+  // Keys at positions 12..35 against queries 0..23: keys past 23 are seen by no query, and the
+  // written dK/dV must be zero there, whatever the buffers held (filled with 7 here).
+  for (const bool causal : {true, false}) {
+    cpu::AttnShape s{2, 24, 24, 4, 2, 8, /*q_pos0=*/0, /*k_pos0=*/causal ? 12 : 0, causal};
+    Inputs in(s);
+    const auto dout = randn(in.q.size());
+    std::vector<float> o(in.q.size()), lse(size_t(s.B * s.Tq * s.NH)), delta(lse.size());
+    cpu::attention_fwd(o.data(), lse.data(), in.q.data(), in.k.data(), in.v.data(), s, false);
+    cpu::attention_delta(delta.data(), o.data(), dout.data(), s);
+    std::vector<float> dq(in.q.size(), 0.0f), dk(in.k.size(), 0.0f), dv(in.v.size(), 0.0f);
+    std::vector<float> dq2(dq.size(), 0.0f), dk2(dk.size(), 7.0f), dv2(dv.size(), 7.0f);
+    cpu::attention_bwd(dq.data(), dk.data(), dv.data(), dout.data(), in.q.data(), in.k.data(), in.v.data(),
+                       lse.data(), delta.data(), s);
+    cpu::attention_bwd(dq2.data(), dk2.data(), dv2.data(), dout.data(), in.q.data(), in.k.data(), in.v.data(),
+                       lse.data(), delta.data(), s, /*accumulate_dkv=*/false);
+    INFO((causal ? "causal, keys from position 12" : "full"));
+    CHECK(dq2 == dq);
+    CHECK(dk2 == dk);
+    CHECK(dv2 == dv);
+    if (!causal) continue;
+    // Seen keys got gradients; the 12 unseen keys of each sequence got zeros, not the fill.
+    int64_t seen_nonzero = 0, unseen = 0, unseen_zero = 0;
+    for (int64_t b = 0; b < s.B; ++b)
+      for (int64_t j = 0; j < s.Tk; ++j)
+        for (int64_t x = 0; x < s.NKV * s.HS; ++x) {
+          const size_t at = size_t((b * s.Tk + j) * s.NKV * s.HS + x);
+          if (s.k_pos0 + j > s.q_pos0 + s.Tq - 1) unseen += 1, unseen_zero += dk2[at] == 0.0f && dv2[at] == 0.0f;
+          else seen_nonzero += dk2[at] != 0.0f;
+        }
+    CHECK(unseen == s.B * 12 * s.NKV * s.HS);
+    CHECK(unseen_zero == unseen);
+    CHECK(seen_nonzero > 0);
+  }
+}
+
 TEST_CASE("attention forward and backward are bitwise the same on 1, 2 and 3 threads", "[op]") {
   // Each output element is summed by one thread in a fixed order, so the thread count (run.threads,
   // ranks per node) must not change a bit: resume relies on it.
@@ -172,7 +209,13 @@ TEST_CASE("a ring step's calls cover every visible query-key pair once, zigzag s
           const std::vector<RingCall> calls = ring_calls(q, k, 4, 2, 8);
           const std::vector<int64_t> qp = q.positions(), kp = k.positions();
           std::vector<int> covered(size_t(q.T_loc * k.T_loc), 0);
+          std::vector<char> key_done(size_t(k.T_loc), 0);  // key rows an earlier call touched
           for (const RingCall& c : calls) {
+            int done = 0;  // dkv_add: all of the call's key rows touched before, or none
+            for (int64_t j = c.k0; j < c.k0 + c.kn; ++j) done += key_done[size_t(j)];
+            CHECK((done == 0 || done == c.kn));
+            CHECK(c.dkv_add == (done > 0));
+            for (int64_t j = c.k0; j < c.k0 + c.kn; ++j) key_done[size_t(j)] = 1;
             CHECK((c.shape.Tq == c.qn && c.shape.Tk == c.kn && c.shape.B == 1 && c.shape.NH == 4));
             REQUIRE((c.q0 >= 0 && c.qn > 0 && c.q0 + c.qn <= q.T_loc));  // inside the local rows
             REQUIRE((c.k0 >= 0 && c.kn > 0 && c.k0 + c.kn <= k.T_loc));
@@ -193,6 +236,16 @@ TEST_CASE("a ring step's calls cover every visible query-key pair once, zigzag s
               wrong += covered[size_t(i * k.T_loc + j)] != (kp[size_t(j)] <= qp[size_t(i)] ? 1 : 0);
           CHECK(wrong == 0);
           if (zigzag && sp > 1) CHECK(calls.size() == (r == o ? 3u : 1u));  // own block: 2 causal + 1 full
+          // touched_keys: exactly the key rows some call touched, as sorted disjoint ranges.
+          std::vector<char> in_range(size_t(k.T_loc), 0);
+          int64_t last_end = -1;
+          for (const KeyRange& kr : touched_keys(calls)) {
+            CHECK(kr.k0 > last_end);  // sorted, and adjacent ranges joined
+            last_end = kr.k0 + kr.kn;
+            for (int64_t j = kr.k0; j < kr.k0 + kr.kn; ++j) in_range[size_t(j)] = 1;
+          }
+          CHECK(in_range == key_done);
+          if (r == o) CHECK(std::count(key_done.begin(), key_done.end(), 1) == k.T_loc);  // own block: all
         }
     }
 }

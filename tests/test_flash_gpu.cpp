@@ -290,4 +290,126 @@ TEST_CASE("GPU flash backward: finite-difference spot check", "[gpu]") {
   }
 }
 
+namespace {
+// Every element equal as a float (NaN, e.g. an unwritten poisoned element, never is).
+bool same_values(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(a[i] == b[i])) return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("GPU flash forward merging in its epilogue equals the block partial then flash_merge, bit for bit",
+          "[gpu]") {
+  REQUIRE(gpu::gpu_available());  // main.cpp does not run [gpu] tests without one
+  // Same formula in both (merge_weights, merge_o: flash_common.cuh), so the same bits. The running
+  // partial comes from a first block; the second block's keys start at position 40, so query rows
+  // 0..39 see none of them and must keep their values. From an empty partial (0, -inf) the merge
+  // gives the plain forward's output exactly (weights 0 and 1).
+  std::vector<gpu::FwdKernel> kernels = {gpu::FwdKernel::kMmaSync};
+  if (gpu::wgmma_available()) kernels.push_back(gpu::FwdKernel::kWgmma);
+  for (gpu::FwdKernel kernel : kernels)
+    for (Case c : {Case{1, 200, 8, 2, 128, true}, Case{2, 130, 4, 4, 64, true}, Case{1, 96, 4, 1, 64, false}}) {
+      INFO("kernel " << (kernel == gpu::FwdKernel::kWgmma ? "wgmma" : "mma.sync") << " B=" << c.B << " T=" << c.T
+                      << " NH=" << c.NH << " HS=" << c.HS << " causal=" << c.causal);
+      const size_t nq = c.B * c.T * c.NH * c.HS, nk = c.B * c.T * c.NKV * c.HS;
+      Bf16Tensor q(nq), k1(nk), v1(nk), k2(nk), v2(nk);
+      const gpu::Mask mask = c.causal ? gpu::Mask::kCausal : gpu::Mask::kFull;
+      const auto s1 = gpu::flash_shape(c.B, c.T, c.T, c.NH, c.NKV, c.HS, mask);
+      const auto s2 = gpu::flash_shape(c.B, c.T, c.T, c.NH, c.NKV, c.HS, mask, 0, c.causal ? 40 : 0);
+      Dev<float> o(nq), lse(c.B * c.T * c.NH), ob(nq), lb(lse.n), om(nq), lm(lse.n);
+      gpu::flash_fwd(s1, q.d.p, k1.d.p, v1.d.p, nullptr, o.p, lse.p, nullptr, kernel);
+      REQUIRE(cudaMemcpy(om.p, o.p, nq * 4, cudaMemcpyDeviceToDevice) == cudaSuccess);
+      REQUIRE(cudaMemcpy(lm.p, lse.p, lse.n * 4, cudaMemcpyDeviceToDevice) == cudaSuccess);
+      const std::vector<float> before = o.get();
+      gpu::flash_fwd(s2, q.d.p, k2.d.p, v2.d.p, nullptr, ob.p, lb.p, nullptr, kernel);
+      gpu::flash_merge(o.p, lse.p, ob.p, lb.p, c.B * c.T * c.NH, c.HS);
+      gpu::flash_fwd(s2, q.d.p, k2.d.p, v2.d.p, nullptr, om.p, lm.p, nullptr, kernel, /*merge=*/true);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      const std::vector<float> want = o.get(), got = om.get();
+      CHECK(same_values(got, want));
+      CHECK(same_values(lm.get(), lse.get()));
+      if (c.causal) {  // rows 0..39 of each sequence and head unchanged, later rows changed
+        int64_t kept = 0, moved = 0;
+        for (int64_t b = 0; b < c.B; ++b)
+          for (int64_t t = 0; t < c.T; ++t)
+            for (int64_t x = 0; x < c.NH * c.HS; ++x) {
+              const size_t at = size_t((b * c.T + t) * c.NH * c.HS + x);
+              if (t < 40) kept += got[at] == before[at];
+              else moved += got[at] != before[at];
+            }
+        CHECK(kept == c.B * 40 * c.NH * c.HS);
+        CHECK(moved > (c.B * (c.T - 40) * c.NH * c.HS) / 2);
+      }
+      // From an empty partial: the plain forward's o32 and lse.
+      std::vector<float> zeros(nq, 0.0f), neg_inf(lse.n, -INFINITY);
+      om.put(zeros), lm.put(neg_inf);
+      gpu::flash_fwd(s1, q.d.p, k1.d.p, v1.d.p, nullptr, om.p, lm.p, nullptr, kernel, /*merge=*/true);
+      gpu::flash_fwd(s1, q.d.p, k1.d.p, v1.d.p, nullptr, o.p, lse.p, nullptr, kernel);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      INFO("merged into (0, -inf)");
+      CHECK(same_values(om.get(), o.get()));
+      CHECK(same_values(lm.get(), lse.get()));
+    }
+}
+
+TEST_CASE("GPU flash backward writing dK/dV equals accumulating into zeros", "[gpu]") {
+  REQUIRE(gpu::gpu_available());  // main.cpp does not run [gpu] tests without one
+  // All queries (positions 0..T-1) against keys from position T/2: the keys past T-1 see no query
+  // and must be written as zeros over the NaN poison. dK/dV are owned by one block each in both
+  // kernels (no atomics), so written and accumulated-from-zero give the same values; dQ is added
+  // either way. A block wholly in the future (kSkip) writes zeros and leaves dQ alone.
+  std::vector<gpu::BwdKernel> kernels = {gpu::BwdKernel::kMmaSync};
+  if (gpu::wgmma_available()) kernels.push_back(gpu::BwdKernel::kWgmma);
+  for (gpu::BwdKernel kernel : kernels)
+    for (Case c : {Case{1, 260, 8, 2, 128, true}, Case{2, 130, 4, 4, 64, true}, Case{1, 200, 4, 1, 64, false}}) {
+      INFO("kernel " << (kernel == gpu::BwdKernel::kWgmma ? "wgmma" : "mma.sync") << " B=" << c.B << " T=" << c.T
+                      << " NH=" << c.NH << " HS=" << c.HS << " causal=" << c.causal);
+      const size_t nq = c.B * c.T * c.NH * c.HS, nk = c.B * c.T * c.NKV * c.HS;
+      Bf16Tensor q(nq), k(nk), v(nk), dout(nq);
+      const int64_t k_pos0 = c.causal ? c.T / 2 : 0;
+      const auto s = gpu::flash_shape(c.B, c.T, c.T, c.NH, c.NKV, c.HS,
+                                      c.causal ? gpu::Mask::kCausal : gpu::Mask::kFull, 0, k_pos0);
+      Dev<uint16_t> o(nq);
+      Dev<float> lse(c.B * c.T * c.NH), delta(lse.n), dq(nq), dk(nk), dv(nk), dq2(nq), dk2(nk), dv2(nk);
+      gpu::flash_fwd(s, q.d.p, k.d.p, v.d.p, o.p, nullptr, lse.p);
+      gpu::flash_delta(s, o.p, dout.d.p, delta.p);
+      dq.fill_bytes(0), dk.fill_bytes(0), dv.fill_bytes(0), dq2.fill_bytes(0), dk2.fill_bytes(0xff), dv2.fill_bytes(0xff);
+      gpu::flash_bwd(s, q.d.p, k.d.p, v.d.p, dout.d.p, lse.p, delta.p, dq.p, dk.p, dv.p, nullptr, kernel);
+      gpu::flash_bwd(s, q.d.p, k.d.p, v.d.p, dout.d.p, lse.p, delta.p, dq2.p, dk2.p, dv2.p, nullptr, kernel,
+                     /*dkv_accumulate=*/false);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      const std::vector<float> gk = dk2.get(), gv = dv2.get();
+      CHECK(same_values(gk, dk.get()));
+      CHECK(same_values(gv, dv.get()));
+      const std::vector<float> gq = dq.get();  // the same sums; wgmma's atomics may order them differently
+      CHECK(rel_err(dq2.get(), std::vector<double>(gq.begin(), gq.end())) < 1e-5);
+      if (c.causal) {
+        int64_t unseen = 0, unseen_zero = 0, seen_nonzero = 0;
+        for (int64_t b = 0; b < c.B; ++b)
+          for (int64_t j = 0; j < c.T; ++j)
+            for (int64_t x = 0; x < c.NKV * c.HS; ++x) {
+              const size_t at = size_t((b * c.T + j) * c.NKV * c.HS + x);
+              if (k_pos0 + j > c.T - 1) unseen += 1, unseen_zero += gk[at] == 0.0f && gv[at] == 0.0f;
+              else seen_nonzero += gk[at] != 0.0f;
+            }
+        CHECK(unseen == c.B * k_pos0 * c.NKV * c.HS);  // keys at positions T..T + T/2 - 1
+        CHECK(unseen_zero == unseen);
+        CHECK(seen_nonzero > 0);
+      }
+      // kSkip: dK/dV written as zeros, dQ unchanged.
+      const auto skip = gpu::flash_shape(c.B, c.T, c.T, c.NH, c.NKV, c.HS, gpu::Mask::kSkip, 0, c.T);
+      const std::vector<float> dq_before = dq2.get();
+      dk2.fill_bytes(0xff), dv2.fill_bytes(0xff);
+      gpu::flash_bwd(skip, q.d.p, k.d.p, v.d.p, dout.d.p, lse.p, delta.p, dq2.p, dk2.p, dv2.p, nullptr, kernel,
+                     /*dkv_accumulate=*/false);
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+      INFO("kSkip");
+      CHECK(same_values(dk2.get(), std::vector<float>(nk, 0.0f)));
+      CHECK(same_values(dv2.get(), std::vector<float>(nk, 0.0f)));
+      CHECK(same_values(dq2.get(), dq_before));
+    }
+}
+
 #endif  // LONGCTX_CUDA (without it main.cpp reports the [gpu] tests as not compiled)

@@ -40,9 +40,12 @@ bool wgmma_available();  // the current device is sm_90 and the wgmma kernel was
 // Forward. Writes lse (B, Tq, NH) fp32 and O: as bf16 into o (if non-null) and/or as the fp32
 // partial into o32 (if non-null; contiguous (B, Tq, NH, HS)) for merging ring steps. Rows that see
 // no key get lse = -inf and O = 0. `kernel`: which forward kernel runs (see FwdKernel).
+// merge: (o32, lse) already hold a running partial and the block's result is merged into them in
+// the kernel's epilogue, by flash_merge's formula (o must be null; rows that see no key of the
+// block keep their values). A ring step then needs no fp32 block partial and no merge pass.
 void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                uint16_t* o, float* o32, float* lse, void* stream = nullptr,
-               FwdKernel kernel = FwdKernel::kAuto);
+               FwdKernel kernel = FwdKernel::kAuto, bool merge = false);
 
 // Exact merge of a block's partial into the running one, both fp32 (rows, HS) with lse (rows):
 // lse' = log(e^lse + e^lse_blk), o' = o·e^(lse - lse') + o_blk·e^(lse_blk - lse').
@@ -53,7 +56,9 @@ void to_bf16(uint16_t* out, const float* in, int64_t n, void* stream = nullptr);
 
 // Backward of one block, from the FINAL lse of the queries and delta = rowsum(dO ∘ O) (B, Tq, NH),
 // computed once per attention by flash_delta. dq (B,Tq,NH,HS), dk/dv (B,Tk,NKV,HS): fp32,
-// contiguous, ACCUMULATED (+=), so ring steps add up.
+// contiguous. dq is ACCUMULATED (+=), so ring steps add up; dk/dv are accumulated too, or, with
+// dkv_accumulate = false, WRITTEN (every row of the block, zero where no query sees the key), so a
+// ring step's dK/dV need no zeroing first.
 // Two kernels: kWgmma (sm_90a, 5 matmuls) adds dQ with fp32 atomics, so dQ's last bits vary from
 // run to run; kMmaSync is deterministic (no atomics: dK/dV and dQ come from two kernels that each
 // own their outputs, at the price of computing S and dP twice). kAuto = kWgmma on Hopper; choose
@@ -64,7 +69,8 @@ void flash_delta(const FlashShape& s, const uint16_t* o, const uint16_t* dout, f
                  void* stream = nullptr);
 void flash_bwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const uint16_t* v,
                const uint16_t* dout, const float* lse, const float* delta, float* dq, float* dk,
-               float* dv, void* stream = nullptr, BwdKernel kernel = BwdKernel::kAuto);
+               float* dv, void* stream = nullptr, BwdKernel kernel = BwdKernel::kAuto,
+               bool dkv_accumulate = true);
 
 // Whether a CUDA device is usable here (tests skip without one).
 bool gpu_available();

@@ -57,10 +57,12 @@ void attention_fwd(float* o, float* lse, const float* q, const float* k, const f
 size_t attention_scratch_bytes(int64_t Tk, int64_t HS);
 // delta (B,Tq,NH) = rowsum(dO ∘ O): the softmax-backward term, computed once from the final O.
 void attention_delta(float* delta, const float* o, const float* dout, const AttnShape& s);
-// dq, dk, dv += the gradients through this block, from the FINAL lse and delta of the queries.
+// dq, dk, dv += the gradients through this block, from the FINAL lse and delta of the queries;
+// with accumulate_dkv = false dk and dv are written instead (every key row: zeros where no query
+// sees the key), so a ring step's block gradient needs no zeroing first.
 void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q,
                    const float* k, const float* v, const float* lse, const float* delta,
-                   const AttnShape& s);
+                   const AttnShape& s, bool accumulate_dkv = true);
 
 // ---- SwiGLU (src/backend/cpu/swiglu.cpp): out = silu(gate) * up, all (N, F) --------------------------
 void swiglu_fwd(float* out, const float* gate, const float* up, int64_t n);

@@ -9,7 +9,10 @@
 // block's transfer is posted before the compute and progressed between chunk pairs (MPI moves
 // large messages mostly inside MPI calls), so the two overlap.
 // Backward: K/V travel again, with their dK/dV accumulators one step behind; after sp steps each
-// block's accumulated dK/dV arrives back at its owner. With one rank it is plain blockwise attention.
+// block's accumulated dK/dV arrives back at its owner. A step's calls write the visiting block's
+// dK/dV into part_ (no zeroing: the first call on a key range writes it), and only the key rows
+// they touched are added into the accumulator that arrived, which then travels on; at the first
+// step the calls write the accumulator itself. With one rank it is plain blockwise attention.
 #pragma once
 
 #include <cstdint>
@@ -37,17 +40,27 @@ SeqLayout seq_layout(int64_t T, int rank, int sp, bool zigzag);
 
 // One attention call of a ring step, within one sequence: local query rows [q0, q0 + qn) against
 // the visiting block's rows [k0, k0 + kn). shape: causal at the chunks' global positions, or (where
-// every key is at or before every query) a full mask, its positions unused.
+// every key is at or before every query) a full mask, its positions unused. dkv_add: an earlier
+// call of the step already wrote these key rows' dK/dV, so this one adds to them (the first call
+// on a range writes it, and no buffer needs zeroing).
 struct RingCall {
   int64_t q0, qn, k0, kn;
   cpu::AttnShape shape;
+  bool dkv_add = false;
+};
+// Key rows [k0, k0 + kn) of a block that a step's calls touch, in order, adjacent ranges joined.
+struct KeyRange {
+  int64_t k0, kn;
 };
 // The calls of queries laid out as `q` against the block laid out as `k`: one per chunk pair that
 // sees a key, then full pairs merged where they share their query rows and their key rows are
 // adjacent, or the other way round. Zigzag's steps after the first are then one call each (a
 // chunk against both visiting chunks, or both chunks against one): fewer, longer kernels. Every
-// visible (query, key) pair is in exactly one call.
+// visible (query, key) pair is in exactly one call. Each call's key rows are either new to the step
+// (dkv_add false) or all touched by earlier calls (true): checked.
 std::vector<RingCall> ring_calls(const SeqLayout& q, const SeqLayout& k, int64_t NH, int64_t NKV, int64_t HS);
+// The key rows the calls touch (every other row of the block gets no gradient from this step).
+std::vector<KeyRange> touched_keys(const std::vector<RingCall>& calls);
 
 // Written once for every backend B (backend/cpu.h): activations are B::Act, the (O, LSE) partials
 // and the dQ/dK/dV accumulators fp32. Its buffers come from the owner's arena (take_buffers).
@@ -78,6 +91,8 @@ class RingAttention {
   void step_backward(int owner, Tensor<float> dq, Tensor<float> dk, Tensor<float> dv,
                      Tensor<const Act> dout, Tensor<const Act> q, Tensor<const Act> k,
                      Tensor<const Act> v, Tensor<const float> lse);
+  // acc += part on the key rows that owner's calls touched (dK rows, then the same of dV).
+  void add_touched(int owner, Tensor<float> acc, Tensor<const float> part);
   void progress();  // drives the pending ring transfers between chunk pairs
 
   const B& be_;
@@ -89,10 +104,12 @@ class RingAttention {
   SeqLayout mine_;
   std::vector<SeqLayout> owners_;  // layout of every rank's block
   std::vector<std::vector<RingCall>> calls_;  // calls_[owner]: the local queries against owner's block
+  std::vector<std::vector<KeyRange>> touched_;  // touched_[owner]: the key rows those calls touch
   // kv_: the visiting K then V (2·rows, NKV·HS), double-buffered; part_: this step's dK then dV;
-  // send_/recv_: the accumulated dK/dV travelling with their block; delta_ (rows, NH).
+  // dkv_: the accumulated dK/dV travelling with their block, double-buffered (step i sends
+  // dkv_[i % 2] and receives into the other); delta_ (rows, NH).
   Tensor<Act> kv_[2];
-  Tensor<float> part_, send_, recv_, delta_;
+  Tensor<float> part_, dkv_[2], delta_;
   // Backends whose activations are not fp32 accumulate in these (empty when Act = float).
   Tensor<float> o32_, dq32_, dkv32_;
 };

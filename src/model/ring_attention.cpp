@@ -63,7 +63,33 @@ std::vector<RingCall> ring_calls(const SeqLayout& q, const SeqLayout& k, int64_t
         merged = true;
       }
   }
+  // Which calls add to key rows an earlier call wrote. The layouts' chunks make every call's key
+  // rows either new or all touched before; a partial overlap would need zeroed rows, so it stops.
+  for (size_t i = 0; i < calls.size(); ++i) {
+    RingCall& c = calls[i];
+    const std::vector<RingCall> before(calls.begin(), calls.begin() + std::ptrdiff_t(i));
+    int64_t covered = 0;  // rows of c inside the union of the earlier calls' ranges
+    for (const KeyRange& r : touched_keys(before))
+      covered += std::max<int64_t>(0, std::min(c.k0 + c.kn, r.k0 + r.kn) - std::max(c.k0, r.k0));
+    CHECK(covered == 0 || covered == c.kn, "ring_calls: call {} (keys {}+{}) overlaps earlier calls on {} of "
+          "its {} key rows", i, c.k0, c.kn, covered, c.kn);
+    c.dkv_add = covered > 0;
+  }
   return calls;
+}
+
+std::vector<KeyRange> touched_keys(const std::vector<RingCall>& calls) {
+  std::vector<KeyRange> r;
+  for (const RingCall& c : calls) r.push_back({c.k0, c.kn});
+  std::sort(r.begin(), r.end(), [](const KeyRange& a, const KeyRange& b) { return a.k0 < b.k0; });
+  std::vector<KeyRange> joined;
+  for (const KeyRange& x : r) {
+    if (!joined.empty() && x.k0 <= joined.back().k0 + joined.back().kn)
+      joined.back().kn = std::max(joined.back().kn, x.k0 + x.kn - joined.back().k0);
+    else
+      joined.push_back(x);
+  }
+  return joined;
 }
 
 namespace {
@@ -80,9 +106,13 @@ template <class B>
 void RingAttention<B>::configure(int64_t Bn, int64_t T, int64_t NH, int64_t NKV, int64_t HS) {
   B_ = Bn, NH_ = NH, NKV_ = NKV, HS_ = HS;
   mine_ = seq_layout(T, rank_, size_, zigzag_);
-  owners_.clear(), calls_.clear();
+  owners_.clear(), calls_.clear(), touched_.clear();
   for (int r = 0; r < size_; ++r) owners_.push_back(seq_layout(T, r, size_, zigzag_));
   for (int r = 0; r < size_; ++r) calls_.push_back(ring_calls(mine_, owners_[size_t(r)], NH, NKV, HS));
+  for (const auto& c : calls_) touched_.push_back(touched_keys(c));
+  const std::vector<KeyRange>& own = touched_[size_t(rank_)];  // the backward writes its first step whole
+  CHECK(own.size() == 1 && own[0].k0 == 0 && own[0].kn == mine_.T_loc,
+        "ring attention: the calls of rank {}'s own block do not touch all of its {} key rows", rank_, mine_.T_loc);
   rows_ = Bn * mine_.T_loc;
 }
 
@@ -94,7 +124,7 @@ void RingAttention<B>::take_buffers(Arena& a, bool with_backward) {
   o32_ = a.take<float>({wide, NH_ * HS_});
   // Backward: delta; the visiting block's dK/dV (part_) and the accumulators that travel with it.
   delta_ = a.take<float>({with_backward ? rows_ : 0, NH_});
-  part_ = a.take<float>({ring_bwd, kv}), send_ = a.take<float>({ring_bwd, kv}), recv_ = a.take<float>({ring_bwd, kv});
+  part_ = a.take<float>({ring_bwd, kv}), dkv_[0] = a.take<float>({ring_bwd, kv}), dkv_[1] = a.take<float>({ring_bwd, kv});
   dq32_ = a.take<float>({wide_bwd, NH_ * HS_});
   dkv32_ = a.take<float>({size_ > 1 ? 0 : 2 * wide_bwd, kv});  // one rank: dK/dV accumulate here
 }
@@ -154,9 +184,25 @@ void RingAttention<B>::step_backward(int owner, Tensor<float> dq, Tensor<float> 
       const int64_t qr = b * Tl + c.q0, kr = b * Tl + c.k0;
       be_.attention_bwd(dq.rows(qr, c.qn), dk.rows(kr, c.kn), dv.rows(kr, c.kn), dout.rows(qr, c.qn),
                         q.rows(qr, c.qn), k.rows(kr, c.kn), v.rows(kr, c.kn), lse.rows(qr, c.qn),
-                        Tensor<const float>(delta_).rows(qr, c.qn), c.shape);
+                        Tensor<const float>(delta_).rows(qr, c.qn), c.shape, c.dkv_add);
       progress();
     }
+}
+
+template <class B>
+void RingAttention<B>::add_touched(int owner, Tensor<float> acc, Tensor<const float> part) {
+  const std::vector<KeyRange>& keys = touched_[size_t(owner)];
+  const int64_t Tl = mine_.T_loc;
+  if (keys.size() == 1 && keys[0].kn == Tl) {  // every row: one pass over dK and dV together
+    be_.add(acc, acc, part);
+    return;
+  }
+  for (int64_t half : {int64_t(0), rows_})  // dK rows, then dV rows
+    for (int64_t b = 0; b < B_; ++b)
+      for (const KeyRange& r : keys) {
+        const int64_t at = half + b * Tl + r.k0;
+        be_.add(acc.rows(at, r.kn), acc.rows(at, r.kn), part.rows(at, r.kn));
+      }
 }
 
 template <class B>
@@ -169,9 +215,8 @@ void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, 
   if constexpr (kF32<Act>) dq_acc = dq, dk_acc = dk, dv_acc = dv;
   else dq_acc = dq32_;
   be_.fill(dq_acc, 0.0f);
-  if (size_ == 1) {
+  if (size_ == 1) {  // the calls write dK/dV (the self step touches every key row)
     if constexpr (!kF32<Act>) dk_acc = dkv32_.rows(0, rows_), dv_acc = dkv32_.rows(rows_, rows_);
-    be_.fill(dk_acc, 0.0f), be_.fill(dv_acc, 0.0f);
     step_backward(0, dq_acc, dk_acc, dv_acc, dout, q, k, v, lse);
   } else {
     be_.copy(kv_[0].rows(0, rows_), k), be_.copy(kv_[0].rows(rows_, rows_), v);
@@ -181,19 +226,20 @@ void RingAttention<B>::backward(Tensor<Act> dq, Tensor<Act> dk, Tensor<Act> dv, 
       const Tensor<Act> cur = kv_[i % 2];
       Comm::Handle h;
       if (i + 1 < size_) h = sp_->exchange(cur, kv_[(i + 1) % 2], next, prev, 0, be_.comm());
-      be_.fill(part_, 0.0f);
+      // Step 0 (this rank's own block, every key row touched) writes the accumulator itself; later
+      // steps write part_ while the accumulator that earlier visitors filled is still arriving.
+      const Tensor<float> acc = dkv_[i % 2], out = i == 0 ? acc : part_;
       pending_[0] = &h, pending_[1] = &dkv;
-      step_backward((rank_ - i + size_) % size_, dq_acc, part_.rows(0, rows_), part_.rows(rows_, rows_), dout,
+      step_backward((rank_ - i + size_) % size_, dq_acc, out.rows(0, rows_), out.rows(rows_, rows_), dout,
                     q, cur.rows(0, rows_), cur.rows(rows_, rows_), lse);
       pending_[0] = pending_[1] = nullptr;
-      sp_->wait(dkv);  // recv_ = what earlier visitors accumulated for this block (none at i = 0)
-      if (i == 0) be_.fill(send_, 0.0f);  // 0 + part, as every later step adds to what arrived
-      be_.add(send_, i ? recv_ : send_, part_);
-      dkv = sp_->exchange(send_, recv_, next, prev, 1, be_.comm());
+      sp_->wait(dkv);  // dkv_[i % 2] = what earlier visitors accumulated for this block (i > 0)
+      if (i > 0) add_touched((rank_ - i + size_) % size_, acc, part_);
+      dkv = sp_->exchange(acc, dkv_[(i + 1) % 2], next, prev, 1, be_.comm());
       sp_->wait(h);
     }
     sp_->wait(dkv);  // after sp steps every block's dK/dV is back with its owner
-    dk_acc = recv_.rows(0, rows_), dv_acc = recv_.rows(rows_, rows_);
+    dk_acc = dkv_[size_ % 2].rows(0, rows_), dv_acc = dkv_[size_ % 2].rows(rows_, rows_);
   }
   for (auto [out, acc] : {std::pair{dk, dk_acc}, std::pair{dv, dv_acc}}) {
     if constexpr (kF32<Act>) be_.copy(out, Tensor<const float>(acc));

@@ -99,10 +99,11 @@ struct Cpu {
                      Tensor<const float> v, const cpu::AttnShape& s, bool merge) const;
   void attention_delta(Tensor<float> delta, Tensor<const float> o, Tensor<const float> dout,
                        const cpu::AttnShape& s) const;
-  // dq, dk, dv (fp32) += the block's gradients.
+  // dq (fp32) += the block's gradient; dk, dv += theirs, or = when !accumulate_dkv (every row).
   void attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const float> dout,
                      Tensor<const float> q, Tensor<const float> k, Tensor<const float> v,
-                     Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const;
+                     Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s,
+                     bool accumulate_dkv = true) const;
 
   // Softmax cross-entropy over a chunk of fp32 logits z (rows, V) of vocabulary [v0, v0 + V).
   void xent_row_max(Tensor<float> mx, Tensor<const float> z) const;

@@ -114,7 +114,8 @@ class Cuda {
                        const cpu::AttnShape& s) const;
   void attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const bf16> dout,
                      Tensor<const bf16> q, Tensor<const bf16> k, Tensor<const bf16> v,
-                     Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const;
+                     Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s,
+                     bool accumulate_dkv = true) const;
 
   void xent_row_max(Tensor<float> mx, Tensor<const float> z) const;
   void xent_row_sum(Tensor<double> sum, Tensor<double> zt, Tensor<const float> z, Tensor<const float> mx,

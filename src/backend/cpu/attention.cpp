@@ -6,6 +6,7 @@
 //        dS = P (dO v^T - delta); dQ += dS k scale; dK += dS^T q scale. Saved: q, k, v, o, lse.
 //   Causal tiles wholly above the diagonal are skipped. Threads split (b, head) work; each output
 //   element is summed in one fixed order, so results are deterministic.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -126,7 +127,7 @@ void attention_delta(float* delta, const float* o, const float* dout, const Attn
 
 void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* q,
                    const float* k, const float* v, const float* lse, const float* delta,
-                   const AttnShape& s) {
+                   const AttnShape& s, bool accumulate_dkv) {
   check_shape(s);
   const int64_t HS = s.HS, group = s.NH / s.NKV;
   const float scale = 1.0f / std::sqrt(float(HS));
@@ -163,10 +164,16 @@ void attention_bwd(float* dq, float* dk, float* dv, const float* dout, const flo
             }
             axpy(dq + row, 1.0f, q_acc.data(), HS);
           }
-        for (int64_t j = 0; j < kmax; ++j) {
+        for (int64_t j = 0; j < (accumulate_dkv ? kmax : s.Tk); ++j) {
           const int64_t kr = ((b * s.Tk + j) * s.NKV + kvh) * HS;
-          axpy(dk + kr, 1.0f, dk_acc + j * HS, HS);
-          axpy(dv + kr, 1.0f, dv_acc + j * HS, HS);
+          if (accumulate_dkv) {
+            axpy(dk + kr, 1.0f, dk_acc + j * HS, HS);
+            axpy(dv + kr, 1.0f, dv_acc + j * HS, HS);
+          } else if (j < kmax) {  // written: the sums, then zeros for the keys no query sees
+            std::copy_n(dk_acc + j * HS, HS, dk + kr), std::copy_n(dv_acc + j * HS, HS, dv + kr);
+          } else {
+            std::fill_n(dk + kr, HS, 0.0f), std::fill_n(dv + kr, HS, 0.0f);
+          }
         }
       }
   }

@@ -140,12 +140,14 @@ void Cpu::attention_delta(Tensor<float> delta, Tensor<const float> o, Tensor<con
 
 void Cpu::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const float> dout,
                         Tensor<const float> q, Tensor<const float> k, Tensor<const float> v,
-                        Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
+                        Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s,
+                        bool accumulate_dkv) const {
   check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_bwd", {dq}, {dk, dv}, {lse, delta},
                                                       {"dq", "dk", "dv", "lse", "delta"});
   check_attention<Tensor<const float>, Tensor<const float>>(s, "cpu", "attention_bwd", {dout, q}, {k, v}, {},
                                                   {"dout", "q", "k", "v"});
-  cpu::attention_bwd(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, lse.data, delta.data, s);
+  cpu::attention_bwd(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, lse.data, delta.data, s,
+                     accumulate_dkv);
 }
 
 void Cpu::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {

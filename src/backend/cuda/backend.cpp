@@ -48,11 +48,6 @@ gpu::FlashShape flash_of(const cpu::AttnShape& s) {
   return gpu::flash_shape(s.B, s.Tq, s.Tk, s.NH, s.NKV, s.HS, mask, s.q_pos0, s.k_pos0);
 }
 
-// Pieces of the working space, each 256-byte aligned.
-size_t merge_bytes(const ScratchShape& s) {
-  return Arena::round_up(size_t(s.keys * s.NH * s.HS) * 4) + Arena::round_up(size_t(s.keys * s.NH) * 4);
-}
-
 }  // namespace
 
 int cuda_device_count() {
@@ -119,13 +114,12 @@ Cuda::Memory Cuda::alloc(size_t bytes) const {
 }
 
 size_t Cuda::op_scratch_bytes(const ScratchShape& s) {
-  const size_t merge = merge_bytes(s);
   const size_t emb = Arena::round_up(gpu::embedding_bwd_workspace_bound(std::max<int64_t>(s.rows, 1),
                                                                         std::max<int64_t>(s.V, 1)));
   const size_t norm = Arena::round_up(gpu::rmsnorm_bwd_workspace_bytes(std::max<int64_t>(s.rows, 1),
                                                                        std::max<int64_t>(s.C, 1)));
   const size_t small = std::max(gpu::sum_squares_workspace_bytes(), gpu::xent_rows_workspace_bytes());
-  return std::max({merge, emb, norm, small});
+  return std::max({emb, norm, small});
 }
 
 void Cuda::reserve_scratch(size_t bytes) const {
@@ -308,17 +302,8 @@ void Cuda::attention_fwd(Tensor<float> o, Tensor<float> lse, Tensor<const bf16> 
     if (!merge) fill(o, 0.0f), fill(lse, -std::numeric_limits<float>::infinity());
     return;
   }
-  if (!merge) {
-    gpu::flash_fwd(fs, bits(q.data), bits(k.data), bits(v.data), nullptr, o.data, lse.data, stream_);
-    return;
-  }
-  ScratchShape ss;
-  ss.keys = rows, ss.NH = s.NH, ss.HS = s.HS;
-  char* base = static_cast<char*>(scratch(merge_bytes(ss)));
-  float* o_blk = reinterpret_cast<float*>(base);
-  float* lse_blk = reinterpret_cast<float*>(base + Arena::round_up(size_t(rows * s.NH * s.HS) * 4));
-  gpu::flash_fwd(fs, bits(q.data), bits(k.data), bits(v.data), nullptr, o_blk, lse_blk, stream_);
-  gpu::flash_merge(o.data, lse.data, o_blk, lse_blk, rows * s.NH, s.HS, stream_);
+  gpu::flash_fwd(fs, bits(q.data), bits(k.data), bits(v.data), nullptr, o.data, lse.data, stream_,
+                 gpu::FwdKernel::kAuto, merge);  // merging in the kernel's epilogue
 }
 
 void Cuda::attention_delta(Tensor<float> delta, Tensor<const bf16> o, Tensor<const bf16> dout,
@@ -330,15 +315,15 @@ void Cuda::attention_delta(Tensor<float> delta, Tensor<const bf16> o, Tensor<con
 
 void Cuda::attention_bwd(Tensor<float> dq, Tensor<float> dk, Tensor<float> dv, Tensor<const bf16> dout,
                          Tensor<const bf16> q, Tensor<const bf16> k, Tensor<const bf16> v,
-                         Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s) const {
+                         Tensor<const float> lse, Tensor<const float> delta, const cpu::AttnShape& s,
+                         bool accumulate_dkv) const {
   check_attention<Tensor<const float>, Tensor<const float>>(s, "cuda", "attention_bwd", {dq}, {dk, dv}, {lse, delta},
                                                       {"dq", "dk", "dv", "lse", "delta"});
   check_attention<Tensor<const bf16>, Tensor<const bf16>>(s, "cuda", "attention_bwd", {dout, q}, {k, v}, {},
                                                   {"dout", "q", "k", "v"});
-  const gpu::FlashShape fs = flash_of(s);
-  if (fs.mask == gpu::Mask::kSkip) return;
-  gpu::flash_bwd(fs, bits(q.data), bits(k.data), bits(v.data), bits(dout.data), lse.data, delta.data, dq.data,
-                 dk.data, dv.data, stream_, opt_.deterministic ? gpu::BwdKernel::kMmaSync : gpu::BwdKernel::kAuto);
+  gpu::flash_bwd(flash_of(s), bits(q.data), bits(k.data), bits(v.data), bits(dout.data), lse.data, delta.data,
+                 dq.data, dk.data, dv.data, stream_,
+                 opt_.deterministic ? gpu::BwdKernel::kMmaSync : gpu::BwdKernel::kAuto, accumulate_dkv);
 }
 
 void Cuda::xent_row_max(Tensor<float> mx, Tensor<const float> z) const {
