@@ -48,7 +48,8 @@ void flash_fwd(const FlashShape& s, const uint16_t* q, const uint16_t* k, const 
                FwdKernel kernel = FwdKernel::kAuto, bool merge = false);
 
 // Exact merge of a block's partial into the running one, both fp32 (rows, HS) with lse (rows):
-// lse' = log(e^lse + e^lse_blk), o' = o·e^(lse - lse') + o_blk·e^(lse_blk - lse').
+// lse' = log(e^lse + e^lse_blk), o' = o·e^(lse - lse') + o_blk·e^(lse_blk - lse'). The ring now
+// merges inside flash_fwd (merge); this pass is what the tests hold that epilogue to, bit for bit.
 void flash_merge(float* o, float* lse, const float* o_blk, const float* lse_blk, int64_t rows,
                  int64_t HS, void* stream = nullptr);
 // fp32 -> bf16 (rows·HS elements, contiguous).
