@@ -6,8 +6,8 @@
 // before it moves data; NcclComm runs the ring's exchanges on a communication stream of its own,
 // ordered against this one by events, so they overlap the attention kernels: comm_nccl.h).
 //
-// Memory: alloc() is cudaMalloc, zeroed; the ops' working space (the attention merge's block
-// partials, embedding and RMSNorm backward partials, reduction results) is one device buffer
+// Memory: alloc() is cudaMalloc, zeroed; the ops' working space (embedding and RMSNorm backward
+// partials, reduction results) is one device buffer
 // taken by reserve_scratch() at a stage's start, never in the step. Host scalars (the sums of
 // squares, the LM head's loss sum) come back with one synchronising download each.
 // Declared everywhere; defined only in CUDA builds (LONGCTX_CUDA): src/backend/cuda/backend.cpp.
